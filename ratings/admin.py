@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.text import slugify
+
+from ratings import services
+from ratings.forms import CohortProposalAcceptForm
+from ratings.models import (
+    Answer,
+    Cohort,
+    CohortProposal,
+    Criterion,
+    Pair,
+    Rater,
+    Study,
+    StudyInvite,
+    Vote,
+)
+
+
+class CriterionInline(admin.TabularInline):
+    model = Criterion
+    extra = 0
+
+
+def _invite_url(request, invite: StudyInvite) -> str:
+    return request.build_absolute_uri(reverse("ratings:invite", args=[invite.token]))
+
+
+class StudyInviteInline(admin.TabularInline):
+    """Invite links to the study: add a row and save to make one; its link shows once saved."""
+
+    model = StudyInvite
+    extra = 0
+    fields = ["link", "max_uses", "expires_at", "uses", "created_by", "created_at"]
+    readonly_fields = ["link", "uses", "created_by", "created_at"]
+
+    def get_formset(self, request, obj=None, **kwargs):
+        # The admin makes its inline instances per request, so keeping the request is safe.
+        self.request = request
+        formset = super().get_formset(request, obj, **kwargs)
+
+        class InviteFormSet(formset):
+            def save_new(self, form, commit=True):
+                form.instance.created_by = request.user
+                return super().save_new(form, commit)
+
+        return InviteFormSet
+
+    @admin.display(description="invite link")
+    def link(self, invite: StudyInvite) -> str:
+        if invite.pk is None:
+            return "(shown once saved)"
+        return format_html('<a href="{0}">{0}</a>', _invite_url(self.request, invite))
+
+
+@admin.action(description="Create an invite link")
+def study_invite_create(modeladmin, request, queryset) -> None:
+    for study in queryset:
+        invite = services.invite_create(study=study, created_by=request.user)
+        modeladmin.message_user(
+            request,
+            format_html(
+                'Invite link to {}: <a href="{}">{}</a> (no limit; set one under the study\'s '
+                "invites)",
+                study.name,
+                _invite_url(request, invite),
+                _invite_url(request, invite),
+            ),
+            messages.SUCCESS,
+        )
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "active", "raters_per_pair", "min_cohort_size"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["cohorts", "variants"]
+    inlines = [CriterionInline, StudyInviteInline]
+    actions = [study_invite_create]
+
+    def save_related(self, request, form, formsets, change) -> None:
+        super().save_related(request, form, formsets, change)
+        services.criteria_ensure_defaults(study=form.instance)
+
+
+@admin.register(Cohort)
+class CohortAdmin(admin.ModelAdmin):
+    list_display = ["path", "name", "depth"]
+    search_fields = ["path", "name"]
+
+
+@admin.register(Rater)
+class RaterAdmin(admin.ModelAdmin):
+    # A panel id is personal to the panel: findable by exact search, never listed or shown.
+    list_display = ["id", "user", "from_panel", "created_at"]
+    exclude = ["panel_id"]
+    filter_horizontal = ["cohorts"]
+    search_fields = ["user__username", "user__email", "=panel_id"]
+
+    @admin.display(boolean=True, description="from a panel")
+    def from_panel(self, rater: Rater) -> bool:
+        return rater.panel_id is not None
+
+
+@admin.register(Pair)
+class PairAdmin(admin.ModelAdmin):
+    list_display = ["id", "study", "prompt", "seed", "variant_a", "variant_b"]
+    list_filter = ["study"]
+    raw_id_fields = ["prompt", "image_a", "image_b"]
+
+
+class AnswerInline(admin.TabularInline):
+    model = Answer
+    extra = 0
+    readonly_fields = ["criterion", "choice"]
+    can_delete = False
+
+
+@admin.register(Vote)
+class VoteAdmin(admin.ModelAdmin):
+    list_display = ["id", "study", "pair", "rater", "shown_left", "created_at"]
+    list_filter = ["study"]
+    readonly_fields = [
+        "study",
+        "pair",
+        "rater",
+        "shown_left",
+        "cohort_paths",
+        "time_on_task_ms",
+        "comment",
+    ]
+    inlines = [AnswerInline]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # votes come from raters, never from an admin form
+
+
+@admin.register(CohortProposal)
+class CohortProposalAdmin(admin.ModelAdmin):
+    """Cultures raters named because the study did not list theirs; admins accept or reject."""
+
+    list_display = ["text", "study", "status", "cohort", "created_at", "decided_at"]
+    list_filter = ["status", "study"]
+    search_fields = ["text"]
+    readonly_fields = ["study", "rater", "text", "status", "cohort", "created_at", "decided_at"]
+    actions = ["accept_as_cohort", "reject"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # proposals come from raters
+
+    @admin.action(description="Accept as new cohort")
+    def accept_as_cohort(self, request, queryset):
+        """Ask where each proposal goes in the hierarchy, then make it a cohort of its study."""
+        pending = queryset.filter(status=CohortProposal.Status.PENDING).select_related("study")
+        proposals = list(pending)
+        if not proposals:
+            self.message_user(request, "None of these proposals is pending.", messages.WARNING)
+            return None
+        forms = [
+            CohortProposalAcceptForm(
+                request.POST if "apply" in request.POST else None,
+                prefix=f"proposal-{proposal.pk}",
+                initial={"path": slugify(proposal.text), "name": proposal.text[:120]},
+            )
+            for proposal in proposals
+        ]
+        if "apply" in request.POST and all(form.is_valid() for form in forms):
+            for proposal, form in zip(proposals, forms, strict=True):
+                try:
+                    cohort = services.cohort_proposal_accept(
+                        proposal=proposal,
+                        path=form.cleaned_data["path"],
+                        name=form.cleaned_data["name"],
+                    )
+                except services.ProposalDecided:
+                    self.message_user(
+                        request, f"“{proposal.text}” was decided meanwhile.", messages.WARNING
+                    )
+                    continue
+                self.message_user(
+                    request,
+                    f"“{proposal.text}” is now cohort {cohort.path} of {proposal.study}.",
+                    messages.SUCCESS,
+                )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/ratings/cohortproposal/accept.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Accept as new cohort",
+                "opts": self.model._meta,
+                "rows": list(zip(proposals, forms, strict=True)),
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+                "study_paths": sorted(
+                    Cohort.objects.filter(studies__in={proposal.study_id for proposal in proposals})
+                    .values_list("path", flat=True)
+                    .distinct()
+                ),
+            },
+        )
+
+    @admin.action(description="Reject")
+    def reject(self, request, queryset) -> None:
+        rejected = sum(
+            services.cohort_proposal_reject(proposal=proposal)
+            for proposal in queryset.filter(status=CohortProposal.Status.PENDING)
+        )
+        self.message_user(request, f"Rejected {rejected} proposal(s).", messages.SUCCESS)

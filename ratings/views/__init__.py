@@ -1,0 +1,1 @@
+"""Ratings views by audience: entry, rating, research."""

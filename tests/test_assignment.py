@@ -1,0 +1,325 @@
+"""pair_assign: which new regular pair a rater is served, and the coverage that decides it."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from generation.models import Image, ModelVariant, Prompt, PromptBatch
+from ratings import services
+from ratings.models import Assignment, Cohort, Pair, PairCoverage, Rater, Study
+
+ANSWERS = {"alignment": "1", "representation": "2", "stereotype": "tie", "offensiveness": "skip"}
+
+
+def _rater(name: str, *cohort_paths: str) -> Rater:
+    user = User.objects.create_user(username=name, password="x-" + name)
+    rater = services.rater_ensure(user=user)
+    services.participation_consent(study=Study.objects.get(slug="test-study"), rater=rater)
+    services.rater_cohorts_set(
+        rater=rater, cohorts=[Cohort.objects.get(path=path) for path in cohort_paths]
+    )
+    return rater
+
+
+def _coverage(pair: Pair, path: str) -> PairCoverage:
+    return PairCoverage.objects.get(pair=pair, cohort__path=path)
+
+
+def _votes_set(pair: Pair, path: str, votes: int) -> None:
+    PairCoverage.objects.filter(pair=pair, cohort__path=path).update(votes=votes)
+
+
+def _cast(rater: Rater, assignment: Assignment) -> None:
+    services.vote_cast(rater=rater, assignment_id=assignment.pk, answers=ANSWERS)
+
+
+def test_forming_a_pair_opens_coverage_for_its_cohort_ancestors_and_study_cohorts_below(
+    pair_factory,
+):
+    india = pair_factory(cohort_path="india")
+    tamil = pair_factory(cohort_path="india:tamil")
+    rows = {
+        pair.pk: sorted(pair.coverage.values_list("cohort__path", flat=True))
+        for pair in (india, tamil)
+    }
+    assert rows[india.pk] == ["india", "india:kerala", "india:tamil"]
+    assert rows[tamil.pk] == ["india", "india:tamil"]
+    assert not PairCoverage.objects.exclude(votes=0).exists()
+
+
+def test_rater_gets_in_group_pairs_and_out_group_ones_only_at_the_study_share(pair_factory):
+    random.seed(7)
+    study = Study.objects.get(slug="test-study")
+    study.outgroup_share = 0.25
+    study.save()
+    for _ in range(24):
+        pair_factory(cohort_path="india")
+    for path in ("korea", "nigeria", "india:tamil"):
+        for _ in range(6):
+            pair_factory(cohort_path=path)
+    rater = _rater("ravi", "india:kerala")
+
+    served = [services.pair_assign(study=study, rater=rater) for _ in range(24)]
+    prompt_paths = [assignment.pair.prompt.cohort.path for assignment in served]
+    outgroup = [a for a in served if a.cohort_id is None]
+    # Every 4th pair is foreign, and only then; the first ones are the rater's own culture.
+    assert [i for i, a in enumerate(served) if a.cohort_id is None] == [3, 7, 11, 15, 19, 23]
+    assert {a.pair.prompt.cohort.path for a in outgroup} <= {"korea", "nigeria"}
+    in_group = [path for a, path in zip(served, prompt_paths, strict=True) if a.cohort_id]
+    assert set(in_group) == {"india"}  # india:tamil is neither Kerala's nor foreign
+    assert {a.cohort.path for a in served if a.cohort_id} == {"india:kerala"}
+
+
+def test_without_an_out_group_share_a_rater_never_gets_another_cultures_pairs(pair_factory):
+    own = pair_factory(cohort_path="india")
+    pair_factory(cohort_path="korea")
+    study = own.study
+    assert study.outgroup_share == 0
+    rater = _rater("ravi", "india")
+    assert services.pair_assign(study=study, rater=rater).pair == own
+    assert services.pair_assign(study=study, rater=rater) is None
+
+
+def test_subculture_rater_gets_pairs_of_their_culture_and_their_own_not_a_sibling(pair_factory):
+    india = pair_factory(cohort_path="india")
+    tamil = pair_factory(cohort_path="india:tamil")
+    pair_factory(cohort_path="india:kerala")
+    rater = _rater("kavya", "india:tamil")
+    served = {services.pair_assign(study=india.study, rater=rater) for _ in range(2)}
+    assert {assignment.pair for assignment in served} == {india, tamil}
+    assert {assignment.cohort.path for assignment in served} == {"india:tamil"}
+    assert services.pair_assign(study=india.study, rater=rater) is None
+
+
+def test_rater_is_never_served_a_pair_twice_even_one_they_skipped(pair_factory):
+    pairs = {pair_factory().pk for _ in range(3)}
+    rater = _rater("ravi", "india")
+    study = Study.objects.get(slug="test-study")
+    first = services.pair_assign(study=study, rater=rater)
+    Assignment.objects.filter(pk=first.pk).update(skipped_at=timezone.now())
+    others = [services.pair_assign(study=study, rater=rater) for _ in range(2)]
+    assert sorted([first.pair_id, *(a.pair_id for a in others)]) == sorted(pairs)
+    assert services.pair_assign(study=study, rater=rater) is None
+
+
+def test_only_pairs_below_target_are_served_fewest_votes_first(pair_factory):
+    some, none, full = pair_factory(), pair_factory(), pair_factory()
+    study = some.study  # raters_per_pair = 3
+    _votes_set(some, "india", 2)
+    _votes_set(full, "india", 3)
+    rater = _rater("ravi", "india")
+    assert services.pair_assign(study=study, rater=rater).pair == none
+    assert services.pair_assign(study=study, rater=rater).pair == some
+    assert services.pair_assign(study=study, rater=rater) is None
+
+
+def test_live_reservations_spread_raters_and_fill_places(pair_factory):
+    pairs = [pair_factory() for _ in range(3)]
+    study = pairs[0].study
+    raters = [_rater(f"r{i}", "india") for i in range(10)]
+    served = [services.pair_assign(study=study, rater=rater).pair_id for rater in raters[:9]]
+    # Each of the first three raters gets a pair nobody holds; then each pair a second holder.
+    assert sorted(served[:3]) == sorted(pair.pk for pair in pairs)
+    assert sorted(served[3:6]) == sorted(pair.pk for pair in pairs)
+    # Three places per pair, all reserved: the tenth rater waits.
+    assert services.pair_assign(study=study, rater=raters[9]) is None
+
+
+def test_expired_reservations_return_their_pair_and_voted_ones_count_as_votes(pair_factory):
+    pair = pair_factory()
+    study = pair.study
+    study.raters_per_pair = 1
+    study.save()
+    first, second = _rater("ann", "india"), _rater("bob", "india")
+    now = timezone.now()
+    held = services.pair_assign(study=study, rater=first, now=now)
+    assert held.pair == pair
+    assert services.pair_assign(study=study, rater=second, now=now) is None
+    later = held.expires_at + timedelta(seconds=1)
+    assert services.pair_assign(study=study, rater=second, now=later).pair == pair
+
+    third = _rater("cem", "india")
+    _cast(second, Assignment.objects.get(rater=second))
+    assert _coverage(pair, "india").votes == 1
+    assert services.pair_assign(study=study, rater=third, now=later) is None
+
+
+def test_a_vote_counts_in_the_raters_cohort_and_its_ancestors(pair_factory):
+    tamil_pair = pair_factory(cohort_path="india:tamil")
+    india_pair = pair_factory(cohort_path="india")
+    study = tamil_pair.study
+    rater = _rater("kavya", "india:tamil", "nigeria")
+    for _ in range(2):
+        _cast(rater, services.pair_assign(study=study, rater=rater))
+    rows = {
+        (row.pair_id, row.cohort.path): (row.votes, row.outgroup_votes)
+        for row in PairCoverage.objects.select_related("cohort")
+    }
+    assert rows == {
+        (tamil_pair.pk, "india"): (1, 0),
+        (tamil_pair.pk, "india:tamil"): (1, 0),
+        (india_pair.pk, "india"): (1, 0),
+        (india_pair.pk, "india:tamil"): (1, 0),
+        (india_pair.pk, "india:kerala"): (0, 0),
+    }
+
+
+def test_a_tamil_vote_fills_a_place_of_india_too(pair_factory):
+    pair = pair_factory(cohort_path="india:tamil")
+    study = pair.study
+    study.raters_per_pair = 1
+    study.save()
+    tamil, india = _rater("kavya", "india:tamil"), _rater("asha", "india")
+    held = services.pair_assign(study=study, rater=tamil)
+    # Held by a Tamil rater, whose vote will count in India: no place left for India.
+    assert services.pair_assign(study=study, rater=india) is None
+    _cast(tamil, held)
+    assert _coverage(pair, "india").votes == 1
+    assert services.pair_assign(study=study, rater=india) is None
+
+
+def test_an_out_group_vote_counts_apart_from_the_cultures_own(pair_factory):
+    pair = pair_factory(cohort_path="india")
+    study = pair.study
+    study.outgroup_share = 1.0
+    study.save()
+    rater = _rater("minji", "korea")
+    assignment = services.pair_assign(study=study, rater=rater)
+    assert assignment.pair == pair and assignment.cohort is None
+    _cast(rater, assignment)
+    assert (_coverage(pair, "india").votes, _coverage(pair, "india").outgroup_votes) == (0, 1)
+    assert not PairCoverage.objects.filter(cohort__path="korea").exists()
+
+
+def test_attention_check_pairs_are_never_served(pair_factory):
+    regular = pair_factory()
+    study = regular.study
+    image = regular.image_a
+    check = Pair.objects.create(
+        study=study,
+        prompt=regular.prompt,
+        seed=regular.seed,
+        image_a=image,
+        image_b=image,
+        variant_a=image.variant,
+        variant_b=image.variant,
+        is_attention_check=True,
+    )
+    # Even with a coverage row, as if someone had made one, the check is never served.
+    PairCoverage.objects.create(study=study, pair=check, cohort=Cohort.objects.get(path="india"))
+    _votes_set(regular, "india", 1)
+    rater = _rater("ravi", "india")
+    assert services.pair_assign(study=study, rater=rater).pair == regular
+    assert services.pair_assign(study=study, rater=rater) is None
+
+
+def test_cohort_added_to_a_study_later_gets_the_existing_pairs(pair_factory):
+    pair = pair_factory(cohort_path="india")
+    study = pair.study
+    punjabi = services.cohort_ensure(path="india:punjabi")
+    rater = _rater("jas", "india:punjabi")
+    assert services.pair_assign(study=study, rater=rater) is None
+    study.cohorts.add(punjabi)
+    assert services.pair_assign(study=study, rater=rater).pair == pair
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_raters_never_fill_a_pair_beyond_its_target(pair_factory):
+    pairs = [pair_factory() for _ in range(3)]
+    study = pairs[0].study
+    study.raters_per_pair = 2
+    study.save()
+    _votes_set(pairs[0], "india", 1)  # one place left there, two on the others
+    raters = [_rater(f"r{i}", "india") for i in range(12)]
+    barrier = threading.Barrier(len(raters))
+    served: list[int | None] = []
+    errors: list[BaseException] = []
+
+    def ask(rater_id: int) -> None:
+        try:
+            rater = Rater.objects.get(pk=rater_id)
+            barrier.wait()
+            assignment = services.pair_assign(study=study, rater=rater)
+            served.append(assignment.pair_id if assignment else None)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask, args=(rater.pk,)) for rater in raters]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    held = [pair_id for pair_id in served if pair_id is not None]
+    assert sorted(held) == sorted([pairs[0].pk, *(pair.pk for pair in pairs[1:] for _ in "ab")])
+    assert Assignment.objects.count() == 5
+
+
+def _bulk_pairs(study: Study, cohort: Cohort, count: int) -> None:
+    """Add `count` pairs of one cohort with random coverage, in SQL, as many as a real study."""
+    batch = PromptBatch.objects.create(study=study, seeds_per_prompt=1)
+    base, tuned = ModelVariant.objects.order_by("role").values_list("pk", flat=True)[:2]
+    related = [c.pk for c in Cohort.objects.all() if c.path.split(":")[0] == cohort.path]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH prompts AS (
+                INSERT INTO {Prompt._meta.db_table} (batch_id, text, category, cohort_id)
+                SELECT %s, 'bulk prompt ' || n, '', %s FROM generate_series(1, %s) n
+                RETURNING id
+            ), images AS (
+                INSERT INTO {Image._meta.db_table} (prompt_id, variant_id, seed, status, file,
+                    preview, fingerprint, error, attempts, worker, claimed_by, queued_at)
+                SELECT prompts.id, variant.id, 1, 'done', 'images/bulk.png', '', '', '', 0,
+                    '', '', now()
+                FROM prompts CROSS JOIN (VALUES (%s::bigint), (%s::bigint)) variant(id)
+                RETURNING id, prompt_id, variant_id
+            ), pairs AS (
+                INSERT INTO {Pair._meta.db_table} (study_id, prompt_id, seed, image_a_id,
+                    image_b_id, variant_a_id, variant_b_id, is_attention_check, created_at)
+                SELECT %s, a.prompt_id, 1, a.id, b.id, a.variant_id, b.variant_id, false, now()
+                FROM images a JOIN images b ON a.prompt_id = b.prompt_id
+                WHERE a.variant_id = %s AND b.variant_id = %s
+                RETURNING id
+            )
+            INSERT INTO {PairCoverage._meta.db_table}
+                (study_id, pair_id, cohort_id, votes, outgroup_votes)
+            SELECT %s, pairs.id, cohort.id, floor(random() * 4)::int, 0
+            FROM pairs CROSS JOIN unnest(%s::bigint[]) cohort(id)
+            """,
+            [batch.pk, cohort.pk, count, base, tuned, study.pk, base, tuned, study.pk, related],
+        )
+        cursor.execute(f"ANALYZE {PairCoverage._meta.db_table}")
+        cursor.execute(f"ANALYZE {Pair._meta.db_table}")
+        cursor.execute(f"ANALYZE {Assignment._meta.db_table}")
+
+
+def test_assignment_query_reads_the_coverage_index_not_the_whole_table(study, variants):
+    _bulk_pairs(study, Cohort.objects.get(path="india"), 7_000)  # 21,000 coverage rows
+    rater = _rater("ravi", "india:tamil")
+    with CaptureQueriesContext(connection) as queries:
+        assert services.pair_assign(study=study, rater=rater) is not None
+    (window,) = [
+        query["sql"]
+        for query in queries.captured_queries
+        if "ratings_paircoverage" in query["sql"]
+        and "ORDER BY" in query["sql"]
+        and "FOR UPDATE" not in query["sql"]
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + window)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "coverage_least_first" in plan, plan
+    assert "Seq Scan on ratings_paircoverage" not in plan, plan
+    assert "Seq Scan on ratings_pair " not in plan, plan
+    assert "Sort" not in plan, plan

@@ -1,0 +1,79 @@
+"""A real worker on Redis killed with SIGKILL mid-task: after a restart every image is
+rendered, and rendered exactly once."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import time
+
+import pytest
+
+from generation.batch_files import PromptRow
+from generation.models import Image, ModelVariant
+from generation.services import batch_queue
+from ratings.models import Pair
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+# Short limits so the broker hands the killed task out again within the test; the visibility
+# timeout still exceeds the hard limit, as the settings check demands.
+CRASH_LIMITS = {
+    "POLYPHONY_TASK_SOFT_TIME_LIMIT": "20",
+    "POLYPHONY_TASK_HARD_TIME_LIMIT": "25",
+    "POLYPHONY_BROKER_VISIBILITY_TIMEOUT": "30",
+}
+
+
+def _wait(condition, *, timeout_s: float, what: str, logs=()) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    tails = "\n".join(path.read_text()[-2000:] for path in logs)
+    pytest.fail(f"Timed out waiting for {what}.\n{tails}")
+
+
+def test_image_is_rendered_exactly_once_after_its_worker_is_killed(study, variants, worker_factory):
+    # Slow enough (about a second per image here) to be killed in the middle of a render.
+    ModelVariant.objects.filter(pk__in=[v.pk for v in variants]).update(steps=40)
+    first, first_log = worker_factory(**CRASH_LIMITS)
+    batch = batch_queue(
+        study=study,
+        rows=[PromptRow(1, "a masquerade dancer at a festival", "nigeria", "festivals", (77,))],
+        variants=variants,
+        rng=random.Random(2),
+    )
+    images = Image.objects.filter(prompt__batch=batch)
+    _wait(
+        lambda: images.filter(status=Image.Status.RUNNING).exists(),
+        timeout_s=120,
+        what="the worker to claim the images",
+        logs=[first_log],
+    )
+    time.sleep(0.5)  # inside the pipeline call now
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert images.filter(status=Image.Status.RUNNING).exists(), "killed too late to test"
+    delivered_at = images.order_by("started_at").first().started_at.timestamp()
+
+    # The broker gives an unacknowledged task back once its visibility timeout has passed; a
+    # worker that starts after that picks it up (the same task id takes its claim back).
+    time.sleep(max(0.0, delivered_at + 31 - time.time()))
+    second, second_log = worker_factory(**CRASH_LIMITS)
+    _wait(
+        lambda: not images.exclude(status=Image.Status.DONE).exists(),
+        timeout_s=180,
+        what="the restarted worker to finish",
+        logs=[first_log, second_log],
+    )
+
+    logs = first_log.read_text() + second_log.read_text()
+    for image in images:
+        assert len(re.findall(rf"Rendered image {image.pk}\b", logs)) == 1
+    assert max(images.values_list("attempts", flat=True)) == 2
+    assert Pair.objects.filter(prompt__batch=batch).count() == 1
+    assert second.poll() is None  # the restarted worker is healthy

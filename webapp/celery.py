@@ -1,0 +1,34 @@
+"""The Celery app: generation tasks go to the `gpu` queue, everything else to `default`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from celery import Celery
+from celery.signals import worker_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+app = Celery("webapp")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_configure.connect
+def _make_filesystem_broker_folders(sender: Celery, **kwargs) -> None:
+    # kombu's filesystem transport expects its folders to exist.
+    options = sender.conf.broker_transport_options or {}
+    if str(sender.conf.broker_url).startswith("filesystem://"):
+        for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+            if options.get(key):
+                Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@worker_init.connect
+def _refuse_bad_configuration(**kwargs) -> None:
+    # Celery runs no Django system checks; without this a worker would start on a bad setting
+    # and fail at its first task instead.
+    from webapp.checks import stop_on_configuration_errors
+
+    stop_on_configuration_errors()

@@ -1,0 +1,136 @@
+"""Set up the demo: tiny model, variants, cohorts, a study, three people and a queued batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from generation import services as generation_services
+from generation.batch_files import prompt_rows_parse
+from generation.models import ModelVariant
+from ratings import services as rating_services
+from ratings.models import Study
+
+DEMO_PROMPTS = Path(__file__).resolve().parents[3] / "generation" / "data" / "demo_prompts.csv"
+DEMO_COHORTS = {
+    "china": "China",
+    "china:sichuan": "Sichuan",
+    "india": "India",
+    "india:kerala": "Kerala",
+    "india:tamil": "Tamil",
+    "korea": "Korea",
+    "mexico": "Mexico",
+    "mexico:oaxaca": "Oaxaca",
+    "nigeria": "Nigeria",
+    "nigeria:yoruba": "Yoruba",
+}
+DEMO_PEOPLE = {
+    # user name: (password, role)
+    "admin": ("polyphony-admin", "admin"),
+    "researcher": ("polyphony-research", "researcher"),
+    "rater": ("polyphony-rater", "rater"),
+}
+CONSENT = (
+    "Polyphony asks people of a culture how text-to-image models show it. You will see two "
+    "images made for the same description and answer a few questions about them.\n\n"
+    "Your votes are stored with the cultures you choose, under a pseudonym. Nothing else about "
+    "you is published."
+)
+
+
+class Command(BaseCommand):
+    help = "Create (or reuse) the demo study, tiny model, people and a queued prompt batch."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--seeds", type=int, default=2, help="seeds per demo prompt")
+        parser.add_argument(
+            "--steps", type=int, default=20, help="denoising steps of the demo variants"
+        )
+        parser.add_argument("--size", type=int, default=128, help="image width and height")
+
+    def handle(self, *args, seeds: int, steps: int, size: int, **options) -> None:
+        model_dir = Path(settings.POLYPHONY_TINY_MODEL_DIR)
+        call_command("make_tiny_model", str(model_dir), stdout=self.stdout)
+        with transaction.atomic():
+            study, created = self._study()
+            variants = self._variants(model_dir, steps=steps, size=size)
+            study.variants.add(*variants)
+            self._people()
+        if created or not study.batches.exists():
+            rows = prompt_rows_parse(
+                DEMO_PROMPTS.read_bytes(), filename=DEMO_PROMPTS.name, known_cohorts=DEMO_COHORTS
+            )
+            batch = generation_services.batch_queue(
+                study=study,
+                rows=rows,
+                variants=variants,
+                seeds_per_prompt=seeds,
+                source_name=DEMO_PROMPTS.name,
+            )
+            self.stdout.write(f"Queued demo batch {batch.pk} ({len(rows)} prompts).")
+        else:
+            self.stdout.write("The demo study already has a batch; reusing it.")
+        self.stdout.write("Sign in at http://127.0.0.1:8000/ as:")
+        for username, (password, role) in DEMO_PEOPLE.items():
+            self.stdout.write(f"  {role:<10} user {username!r:<14} password {password!r}")
+
+    def _study(self) -> tuple[Study, bool]:
+        existing = Study.objects.filter(slug="demo").first()
+        if existing:
+            return existing, False
+        for path, name in DEMO_COHORTS.items():
+            rating_services.cohort_ensure(path=path, name=name)
+        study = rating_services.study_create(
+            name="Polyphony demo",
+            slug="demo",
+            description="Five cultures, a tiny random model and its LoRA: a demo of the workflow.",
+            consent_text=CONSENT,
+            cohort_paths=list(DEMO_COHORTS),
+            raters_per_pair=3,
+        )
+        return study, True
+
+    def _variants(self, model_dir: Path, *, steps: int, size: int) -> list[ModelVariant]:
+        common = {"steps": steps, "width": size, "height": size, "guidance": 4.5}
+        base, _ = ModelVariant.objects.update_or_create(
+            name="tiny-base",
+            defaults={
+                "role": ModelVariant.Role.BASE,
+                "base_checkpoint": str(model_dir / "base"),
+                **common,
+            },
+        )
+        tuned, _ = ModelVariant.objects.update_or_create(
+            name="tiny-lora",
+            defaults={
+                "role": ModelVariant.Role.FINETUNED,
+                "base_checkpoint": str(model_dir / "base"),
+                "lora_path": str(model_dir / "lora"),
+                **common,
+            },
+        )
+        return [base, tuned]
+
+    def _people(self) -> None:
+        users = get_user_model()
+        researchers, _ = Group.objects.get_or_create(name="researchers")
+        researchers.permissions.add(
+            Permission.objects.get(content_type__app_label="ratings", codename="export_study")
+        )
+        for username, (password, role) in DEMO_PEOPLE.items():
+            user = users.objects.filter(username=username).first()
+            if user is None:
+                user = users.objects.create_user(username=username, password=password)
+            if role == "admin":
+                user.is_staff = user.is_superuser = True
+                user.save(update_fields=["is_staff", "is_superuser"])
+            if role == "researcher":
+                user.groups.add(researchers)
+            if role == "rater":
+                rating_services.rater_ensure(user=user)

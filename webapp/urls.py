@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from ratings.forms import SignInForm
+from ratings.views import entry
+from webapp.views import healthz, media
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(authentication_form=SignInForm),
+        name="login",
+    ),
+    path("accounts/signup/", entry.sign_up, name="signup"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("i18n/", include("django.conf.urls.i18n")),
+    # Local media; with S3 the storage hands out its own URLs and this route goes unused.
+    path("media/<path:path>", media, name="media"),
+    # Staff pages under batches/ and the staff API under api/v1/.
+    path("", include("generation.urls")),
+    path("", include("ratings.urls")),
+]
+
+# A trivial view: liveness for a load balancer, and the ceiling bench/votes.py measures against.
+urlpatterns += [path("healthz", healthz, name="healthz")]

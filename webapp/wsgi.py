@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+application = get_wsgi_application()
+
+from webapp.checks import stop_on_configuration_errors  # noqa: E402  (needs Django set up)
+
+stop_on_configuration_errors()
