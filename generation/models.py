@@ -21,6 +21,8 @@ class ModelVariant(models.Model):
     class Role(models.TextChoices):
         BASE = "base", "base"
         FINETUNED = "finetuned", "fine-tuned"
+        # Known only by name from votes imported from an earlier survey; never rendered.
+        IMPORTED = "imported", "imported"
 
     class Scheduler(models.TextChoices):
         DPM_MULTISTEP = "dpm_multistep", "DPM-Solver multistep"
@@ -37,7 +39,9 @@ class ModelVariant(models.Model):
     name = models.SlugField(max_length=80, unique=True)
     role = models.CharField(max_length=10, choices=Role.choices)
     base_checkpoint = models.CharField(
-        max_length=500, help_text="A local diffusers folder, or a hub id on an online host."
+        max_length=500,
+        blank=True,
+        help_text="A local diffusers folder, or a hub id on an online host.",
     )
     lora_path = models.CharField(max_length=500, blank=True)
     lora_scale = models.FloatField(default=1.0)
@@ -62,7 +66,12 @@ class ModelVariant(models.Model):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(role__in=["base", "finetuned"]), name="variant_role_valid"
+                condition=Q(role__in=["base", "finetuned", "imported"]), name="variant_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(role="imported") | ~Q(base_checkpoint=""),
+                name="variant_checkpoint_unless_imported",
+                violation_error_message="A variant that renders needs a base checkpoint.",
             ),
             models.CheckConstraint(condition=Q(steps__gte=1), name="variant_steps_positive"),
             models.CheckConstraint(

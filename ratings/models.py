@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from ratings.cohorts import (
@@ -94,6 +95,29 @@ class Study(models.Model):
         help_text="Pair every two variants of a prompt and seed, not only the base with each "
         "fine-tuned variant.",
     )
+    # Scoring (SCORING.md section 8): the thresholds of the split and contested labels, and the
+    # resampling sizes. The label is derived from the stored statistics with these thresholds.
+    split_min_ndfu = models.FloatField(
+        default=0.5, help_text="A split needs at least this nDFU (distance from unimodality)."
+    )
+    split_max_agreement = models.FloatField(
+        default=0.0, help_text="A split needs van der Eijk's agreement A below this."
+    )
+    split_min_share = models.FloatField(
+        default=0.25, help_text="A split needs both a and b to hold at least this share."
+    )
+    split_max_p = models.FloatField(
+        default=0.01, help_text="A split needs rater heterogeneity significant below this p."
+    )
+    contested_max_top_share = models.FloatField(
+        default=0.6, help_text="Below this share for the top answer, a row is contested."
+    )
+    score_permutations = models.PositiveIntegerField(
+        default=1000, help_text="Permutations for the heterogeneity and group-association tests."
+    )
+    score_bootstrap = models.PositiveIntegerField(
+        default=1000, help_text="Rater-cluster bootstrap resamples for intervals."
+    )
     active = models.BooleanField(default=True)
     # Exported rater ids are HMACs under this salt, so they differ between studies and cannot
     # be reversed to a user id.
@@ -118,6 +142,21 @@ class Study(models.Model):
             models.CheckConstraint(
                 condition=Q(attention_check_rate__gte=0) & Q(attention_check_rate__lte=1),
                 name="study_attention_check_rate_is_a_share",
+            ),
+            models.CheckConstraint(
+                condition=Q(split_min_share__gte=0)
+                & Q(split_min_share__lte=0.5)
+                & Q(contested_max_top_share__gte=0)
+                & Q(contested_max_top_share__lte=1)
+                & Q(split_min_ndfu__gte=0)
+                & Q(split_min_ndfu__lte=1)
+                & Q(split_max_p__gt=0)
+                & Q(split_max_p__lte=1),
+                name="study_score_thresholds_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(score_permutations__gte=1) & Q(score_bootstrap__gte=1),
+                name="study_score_resampling_positive",
             ),
         ]
 
@@ -314,9 +353,15 @@ class Pair(models.Model):
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="pairs")
     prompt = models.ForeignKey("generation.Prompt", on_delete=models.CASCADE, related_name="pairs")
-    seed = models.BigIntegerField()
-    image_a = models.ForeignKey("generation.Image", on_delete=models.PROTECT, related_name="+")
-    image_b = models.ForeignKey("generation.Image", on_delete=models.PROTECT, related_name="+")
+    # Null only for pairs imported from an earlier survey, which have no images here and are
+    # never served.
+    seed = models.BigIntegerField(null=True, blank=True)
+    image_a = models.ForeignKey(
+        "generation.Image", on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    image_b = models.ForeignKey(
+        "generation.Image", on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
     variant_a = models.ForeignKey(
         "generation.ModelVariant", on_delete=models.PROTECT, related_name="+"
     )
@@ -325,11 +370,23 @@ class Pair(models.Model):
     )
     # An attention check shows one image twice; it is never served as a real pair or scored.
     is_attention_check = models.BooleanField(default=False)
+    # The item id of a pair imported from an earlier survey (import_votes); empty otherwise.
+    external_id = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["image_a", "image_b"], name="pair_unique_images"),
+            models.UniqueConstraint(
+                fields=["study", "external_id", "variant_a", "variant_b"],
+                condition=~Q(external_id=""),
+                name="pair_unique_external_item",
+            ),
+            models.CheckConstraint(
+                condition=(Q(image_a__isnull=False) & Q(image_b__isnull=False))
+                | (Q(image_a__isnull=True) & Q(image_b__isnull=True) & ~Q(external_id="")),
+                name="pair_images_unless_imported",
+            ),
             models.CheckConstraint(
                 condition=Q(is_attention_check=True) | ~Q(image_a=F("image_b")),
                 name="pair_images_differ_unless_check",
@@ -385,13 +442,21 @@ class Assignment(models.Model):
         return f"assignment {self.pk}"
 
 
+class VoteSource(models.TextChoices):
+    BROWSER = "browser", "cast in the browser"
+    IMPORT = "import", "imported from an earlier survey"
+
+
 class Vote(models.Model):
     """One rater's answers on one pair, in terms of the pair's variants, never screen sides."""
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="votes")
     pair = models.ForeignKey(Pair, on_delete=models.PROTECT, related_name="votes")
     rater = models.ForeignKey(Rater, on_delete=models.PROTECT, related_name="votes")
-    shown_left = models.CharField(max_length=1, choices=Side.choices)
+    # Empty only for an imported vote, whose screen sides are unknown.
+    shown_left = models.CharField(max_length=1, choices=Side.choices, blank=True)
+    # "browser" for a vote cast here, "import" for one read by import_votes.
+    source = models.CharField(max_length=10, choices=VoteSource.choices, default="browser")
     # The rater's cohorts when voting: a later change of cohort must not rewrite old votes.
     cohort_paths = models.JSONField(default=list)
     time_on_task_ms = models.PositiveIntegerField()
@@ -401,7 +466,7 @@ class Vote(models.Model):
     check_passed = models.BooleanField(null=True, blank=True)
     # Under the study's minimum time on a pair: kept, flagged, counted as a failed check.
     too_fast = models.BooleanField(default=False)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         constraints = [
@@ -417,7 +482,8 @@ class Vote(models.Model):
                 name="vote_one_repeat_per_rater_and_pair",
             ),
             models.CheckConstraint(
-                condition=Q(shown_left__in=Side.values), name="vote_shown_left_valid"
+                condition=Q(shown_left__in=Side.values) | Q(shown_left="", source="import"),
+                name="vote_shown_left_valid",
             ),
         ]
         indexes = [models.Index(fields=["study", "created_at"], name="vote_study_created")]
@@ -477,3 +543,164 @@ class PairCoverage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pair} in {self.cohort}: {self.votes}"
+
+
+class StudyGrant(models.Model):
+    """A researcher's access to one study's results, exports and API; superusers need none."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="grants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="study_grants"
+    )
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "user"], name="grant_once_per_study_and_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} on {self.study}"
+
+
+class ScoreRun(models.Model):
+    """One computation of a study's scores: when, over which votes, with which settings."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="score_runs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    computed_at = models.DateTimeField(null=True, blank=True)
+    # The votes covered: every vote of the study with id <= last_vote_id (flagged raters' votes
+    # left out unless include_flagged).
+    votes_covered = models.PositiveIntegerField(default=0)
+    last_vote_id = models.BigIntegerField(null=True, blank=True)
+    include_flagged = models.BooleanField(default=False)
+    permutations = models.PositiveIntegerField()
+    bootstrap = models.PositiveIntegerField()
+    seed = models.BigIntegerField(default=0, help_text="Seed of the resampling; reruns agree.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["study", "status", "-computed_at"], name="scorerun_latest")]
+
+    def __str__(self) -> str:
+        return f"scores of {self.study} at {self.computed_at or self.started_at}"
+
+
+class Score(models.Model):
+    """Split-aware statistics of one cohort (any level) on one criterion and variant pair."""
+
+    run = models.ForeignKey(ScoreRun, on_delete=models.CASCADE, related_name="scores")
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="+")
+    criterion = models.ForeignKey(Criterion, on_delete=models.CASCADE, related_name="+")
+    variant_a = models.ForeignKey(
+        "generation.ModelVariant", on_delete=models.CASCADE, related_name="+"
+    )
+    variant_b = models.ForeignKey(
+        "generation.ModelVariant", on_delete=models.CASCADE, related_name="+"
+    )
+    n_raters = models.PositiveIntegerField()
+    n_votes = models.PositiveIntegerField()
+    count_a = models.PositiveIntegerField()
+    count_tie = models.PositiveIntegerField()
+    count_b = models.PositiveIntegerField()
+    count_skip = models.PositiveIntegerField()
+    # b / (a + b) and (b + tie/2) / (a + tie + b), with rater-cluster bootstrap intervals.
+    share_b = models.FloatField(null=True, blank=True)
+    share_b_low = models.FloatField(null=True, blank=True)
+    share_b_high = models.FloatField(null=True, blank=True)
+    share_b_ties_half = models.FloatField(null=True, blank=True)
+    share_b_ties_half_low = models.FloatField(null=True, blank=True)
+    share_b_ties_half_high = models.FloatField(null=True, blank=True)
+    alpha = models.FloatField(null=True, blank=True, help_text="Krippendorff's alpha, ordinal.")
+    ndfu = models.FloatField(null=True, blank=True)
+    agreement = models.FloatField(null=True, blank=True, help_text="Van der Eijk's A.")
+    heterogeneity_p = models.FloatField(null=True, blank=True)
+    cohesion_in = models.FloatField(null=True, blank=True)
+    cohesion_cross = models.FloatField(null=True, blank=True)
+    gai = models.FloatField(null=True, blank=True)
+    gai_p = models.FloatField(null=True, blank=True)
+    gai_q = models.FloatField(null=True, blank=True, help_text="Benjamini-Hochberg adjusted.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "cohort", "criterion", "variant_a", "variant_b"],
+                name="score_once_per_cell",
+            ),
+            models.CheckConstraint(
+                condition=Q(n_votes=F("count_a") + F("count_tie") + F("count_b") + F("count_skip")),
+                name="score_counts_add_up",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cohort_id}/{self.criterion_id}"
+
+
+class CoherenceScore(models.Model):
+    """Representation answers where a rater chose one image as more stereotypical and offensive.
+
+    `same`: the rater called that image the better representation too; `other`: the other image;
+    `tie`: both equally.
+    """
+
+    run = models.ForeignKey(ScoreRun, on_delete=models.CASCADE, related_name="coherence")
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="+")
+    variant_a = models.ForeignKey(
+        "generation.ModelVariant", on_delete=models.CASCADE, related_name="+"
+    )
+    variant_b = models.ForeignKey(
+        "generation.ModelVariant", on_delete=models.CASCADE, related_name="+"
+    )
+    n_raters = models.PositiveIntegerField()
+    same = models.PositiveIntegerField()
+    tie = models.PositiveIntegerField()
+    other = models.PositiveIntegerField()
+    ndfu = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "cohort", "variant_a", "variant_b"], name="coherence_once_per_cell"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"coherence {self.cohort_id}"
+
+
+class StrengthScore(models.Model):
+    """A variant's Bradley-Terry strength in a cohort on a criterion (more than two variants)."""
+
+    run = models.ForeignKey(ScoreRun, on_delete=models.CASCADE, related_name="strengths")
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="+")
+    criterion = models.ForeignKey(Criterion, on_delete=models.CASCADE, related_name="+")
+    variant = models.ForeignKey(
+        "generation.ModelVariant", on_delete=models.CASCADE, related_name="+"
+    )
+    strength = models.FloatField()
+    low = models.FloatField(null=True, blank=True)
+    high = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "cohort", "criterion", "variant"], name="strength_once_per_cell"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"strength of {self.variant_id} in {self.cohort_id}"

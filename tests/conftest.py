@@ -117,11 +117,15 @@ def rater_korea(study) -> Rater:
 
 
 @pytest.fixture
-def researcher(db) -> User:
+def researcher(study) -> User:
+    """A researcher granted the test study (and no other)."""
+    from ratings.access import study_grant
+
     user = User.objects.create_user(username="rosa", password="x-rosa")
     group, _ = Group.objects.get_or_create(name="researchers")
     group.permissions.add(Permission.objects.get(codename="export_study"))
     user.groups.add(group)
+    study_grant(study=study, user=user)
     return user
 
 

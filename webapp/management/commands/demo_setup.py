@@ -15,6 +15,7 @@ from generation import services as generation_services
 from generation.batch_files import prompt_rows_parse
 from generation.models import ModelVariant
 from ratings import services as rating_services
+from ratings.access import study_grant
 from ratings.models import Study
 
 DEMO_PROMPTS = Path(__file__).resolve().parents[3] / "generation" / "data" / "demo_prompts.csv"
@@ -61,7 +62,7 @@ class Command(BaseCommand):
             study, created = self._study()
             variants = self._variants(model_dir, steps=steps, size=size)
             study.variants.add(*variants)
-            self._people()
+            self._people(study)
         if created or not study.batches.exists():
             rows = prompt_rows_parse(
                 DEMO_PROMPTS.read_bytes(), filename=DEMO_PROMPTS.name, known_cohorts=DEMO_COHORTS
@@ -117,7 +118,7 @@ class Command(BaseCommand):
         )
         return [base, tuned]
 
-    def _people(self) -> None:
+    def _people(self, study: Study) -> None:
         users = get_user_model()
         researchers, _ = Group.objects.get_or_create(name="researchers")
         researchers.permissions.add(
@@ -132,5 +133,6 @@ class Command(BaseCommand):
                 user.save(update_fields=["is_staff", "is_superuser"])
             if role == "researcher":
                 user.groups.add(researchers)
+                study_grant(study=study, user=user)
             if role == "rater":
                 rating_services.rater_ensure(user=user)
