@@ -16,7 +16,9 @@ from ratings.models import (
     Criterion,
     Pair,
     Rater,
+    ScoreRun,
     Study,
+    StudyGrant,
     StudyInvite,
     Vote,
 )
@@ -75,17 +77,90 @@ def study_invite_create(modeladmin, request, queryset) -> None:
         )
 
 
+class StudyGrantInline(admin.TabularInline):
+    """Researchers who may read this study's scores, exports and API."""
+
+    model = StudyGrant
+    extra = 0
+    fields = ["user", "granted_by", "created_at"]
+    readonly_fields = ["granted_by", "created_at"]
+    autocomplete_fields = ["user"]
+    verbose_name = "researcher access"
+    verbose_name_plural = "researcher access"
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "active", "raters_per_pair", "min_cohort_size"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["cohorts", "variants"]
-    inlines = [CriterionInline, StudyInviteInline]
+    inlines = [CriterionInline, StudyInviteInline, StudyGrantInline]
     actions = [study_invite_create]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "description", "active", "cohorts", "variants"]}),
+        (
+            "Raters and assignment",
+            {
+                "fields": [
+                    "consent_text",
+                    "raters_per_pair",
+                    "pairs_per_rater",
+                    "outgroup_share",
+                    "pair_every_two_variants",
+                    "ask_demographics",
+                ]
+            },
+        ),
+        (
+            "Quality checks",
+            {"fields": ["attention_check_rate", "max_failed_checks", "min_seconds_per_pair"]},
+        ),
+        (
+            "Panels and completion",
+            {
+                "fields": [
+                    "panel_rater_param",
+                    "panel_study_param",
+                    "panel_session_param",
+                    "completion_code",
+                    "completion_url",
+                ]
+            },
+        ),
+        (
+            "Scores (SCORING.md)",
+            {
+                "description": "k hides cohorts with fewer raters; the thresholds decide the "
+                "split and contested labels.",
+                "fields": [
+                    "min_cohort_size",
+                    "split_min_ndfu",
+                    "split_max_agreement",
+                    "split_min_share",
+                    "split_max_p",
+                    "contested_max_top_share",
+                    "score_permutations",
+                    "score_bootstrap",
+                ],
+            },
+        ),
+    ]
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
         services.criteria_ensure_defaults(study=form.instance)
+
+    def save_formset(self, request, form, formset, change) -> None:
+        # Record who granted a researcher access.
+        if formset.model is StudyGrant:
+            for grant in formset.save(commit=False):
+                if grant.granted_by_id is None:
+                    grant.granted_by = request.user
+                grant.save()
+            for grant in formset.deleted_objects:
+                grant.delete()
+            return
+        super().save_formset(request, form, formset, change)
 
 
 @admin.register(Cohort)
@@ -212,3 +287,18 @@ class CohortProposalAdmin(admin.ModelAdmin):
             for proposal in queryset.filter(status=CohortProposal.Status.PENDING)
         )
         self.message_user(request, f"Rejected {rejected} proposal(s).", messages.SUCCESS)
+
+
+@admin.register(ScoreRun)
+class ScoreRunAdmin(admin.ModelAdmin):
+    """Score computations, read-only: when, over which votes, and any error."""
+
+    list_display = ["study", "status", "started_at", "computed_at", "votes_covered"]
+    list_filter = ["status", "study"]
+    readonly_fields = [field.name for field in ScoreRun._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
