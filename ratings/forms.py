@@ -169,6 +169,14 @@ class PanelLinkForm(forms.Form):
     study_id = forms.RegexField(regex=PANEL_ID_PATTERN, max_length=120, required=False)
     session_id = forms.RegexField(regex=PANEL_ID_PATTERN, max_length=120, required=False)
 
+    def clean_rater_id(self) -> str:
+        rater_id = self.cleaned_data["rater_id"]
+        # Raters of imported votes are keyed "import:<study>:<id>"; a panel link must never
+        # open one of them.
+        if rater_id.lower().startswith("import:"):
+            raise forms.ValidationError("This panel id is not valid.")
+        return rater_id
+
     @classmethod
     def from_query(cls, query: QueryDict, *, study: Study) -> PanelLinkForm:
         return cls(

@@ -192,6 +192,8 @@ def test_panel_link_uses_the_study_parameter_names(study):
         {"PROLIFIC_PID": "has space"},
         {"PROLIFIC_PID": "x" * 121},
         {"PROLIFIC_PID": PANEL_ID, "SESSION_ID": "<script>"},
+        # The key of a rater made by import_votes: no link may sign in as one.
+        {"PROLIFIC_PID": "import:test-study:r_1"},
     ],
 )
 def test_panel_link_without_a_readable_id_is_refused_with_400(study, query):
