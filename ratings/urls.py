@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from ratings.views import entry, rating, research
+from ratings.views import dashboard, entry, rating, research
 
 app_name = "ratings"
 
@@ -30,4 +30,13 @@ urlpatterns += [
     path("s/<slug:slug>/about-you/", entry.demographics, name="demographics"),
     path("s/<slug:slug>/done/", entry.complete, name="complete"),
     path("s/<slug:slug>/stop/", entry.stop, name="stop"),
+]
+
+# The researchers' dashboard: the studies one may read, a study's scores, recomputing them.
+urlpatterns += [
+    path("studies/", dashboard.study_list, name="study_list"),
+    path("studies/<slug:slug>/", dashboard.dashboard, name="dashboard"),
+    path(
+        "studies/<slug:slug>/recompute/", dashboard.dashboard_recompute, name="dashboard_recompute"
+    ),
 ]

@@ -64,3 +64,17 @@ def test_a_grant_made_in_the_admin_opens_that_study_only(admin_client_, study, o
     assert research_allowed(user=outsider, study=study)
     assert not research_allowed(user=outsider, study=other)
     assert list(studies_for_researcher(user=outsider)) == [study]
+
+
+def test_the_home_page_links_a_researcher_to_the_results_of_granted_studies_only(
+    study, researcher, outsider
+):
+    hidden = type(study).objects.create(name="Hidden study", slug="hidden")
+    client = Client()
+    client.force_login(researcher)
+    page = client.get(reverse("ratings:home")).content.decode()
+    assert reverse("ratings:dashboard", args=[study.slug]) in page
+    assert reverse("ratings:dashboard", args=[hidden.slug]) not in page
+    client.force_login(outsider)
+    page = client.get(reverse("ratings:home")).content.decode()
+    assert reverse("ratings:dashboard", args=[study.slug]) not in page

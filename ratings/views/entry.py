@@ -19,6 +19,7 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods
 
 from ratings import selectors, services
+from ratings.access import studies_for_researcher
 from ratings.cohorts import cohort_path_ancestors
 from ratings.forms import CohortChoiceForm, DemographicsForm, PanelLinkForm, SignUpForm
 from ratings.models import CohortProposal, Participation, Study, StudyInvite
@@ -75,7 +76,9 @@ def _study_of_next(next_url: str) -> Study | None:
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     studies = Study.objects.filter(active=True)
-    return render(request, "ratings/home.html", {"studies": studies})
+    # Researchers see the results of the studies they were granted (active or not).
+    researched = studies_for_researcher(user=request.user)
+    return render(request, "ratings/home.html", {"studies": studies, "researched": researched})
 
 
 @require_http_methods(["GET", "POST"])
