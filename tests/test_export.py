@@ -1,4 +1,5 @@
-"""The researchers' CSV export of votes: complete, pseudonymous, and for researchers only."""
+"""The researchers' CSV export of votes at its first address: complete, pseudonymous, and for
+researchers only (the other tables and formats: tests/test_exports_*.py)."""
 
 from __future__ import annotations
 
@@ -30,15 +31,24 @@ def test_export_holds_one_row_per_vote_and_criterion(pair_factory, rater_india, 
     _vote(rater_india, pair.study)
     response = _export(researcher)
     assert response.status_code == 200
-    assert response["Content-Type"] == "text/csv"
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    text = b"".join(response.streaming_content).decode()
+    assert text.splitlines()[0] == (
+        "rater_id,cohort,item_id,variant_a,variant_b,criterion,choice,prompt,category,"
+        "created_at,vote_id,study,prompt_cohort,seed,fingerprint_a,fingerprint_b,shown_left,"
+        "time_on_task_ms,rater_flagged,attention_check,source"
+    )
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert [row["criterion"] for row in rows] == [
         "alignment",
         "representation",
         "stereotype",
         "offensiveness",
     ]
-    assert {row["pair_id"] for row in rows} == {str(pair.pk)}
+    assert {row["item_id"] for row in rows} == {str(pair.pk)}
+    assert {row["vote_id"] for row in rows} == {str(pair.votes.get().pk)}
+    assert {row["prompt"] for row in rows} == {pair.prompt.text}
+    assert {row["source"] for row in rows} == {"browser"}
     assert {row["variant_a"] for row in rows} == {"tiny-base"}
     assert {row["variant_b"] for row in rows} == {"tiny-lora"}
     assert {row["seed"] for row in rows} == {str(pair.seed)}
@@ -50,7 +60,7 @@ def test_export_never_reveals_who_a_rater_is(pair_factory, rater_india, research
     _vote(rater_india, pair.study)
     text = b"".join(_export(researcher).streaming_content).decode()
     rows = list(csv.DictReader(io.StringIO(text)))
-    pseudonyms = {row["rater"] for row in rows}
+    pseudonyms = {row["rater_id"] for row in rows}
     assert len(pseudonyms) == 1
     (pseudonym,) = pseudonyms
     assert pseudonym.startswith("r_")
@@ -66,7 +76,7 @@ def test_export_shows_no_cohort_label_held_by_fewer_than_k_raters(
     rows = list(
         csv.DictReader(io.StringIO(b"".join(_export(researcher).streaming_content).decode()))
     )
-    assert {row["rater_cohorts"] for row in rows} == {""}
+    assert {row["cohort"] for row in rows} == {""}
     assert {row["prompt_cohort"] for row in rows} == {"india"}
 
 

@@ -3,7 +3,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from ratings import export_urls
+from ratings import urls as ratings_urls
 from ratings.forms import SignInForm
 from ratings.views import entry
 from webapp.views import healthz, media
@@ -22,7 +25,12 @@ urlpatterns = [
     path("media/<path:path>", media, name="media"),
     # Staff pages under batches/ and the staff API under api/v1/.
     path("", include("generation.urls")),
-    path("", include("ratings.urls")),
+    # The researchers' download links join the ratings namespace (ratings:export, ...).
+    path("", include((ratings_urls.urlpatterns + export_urls.urlpatterns, "ratings"))),
+    # The researchers' API, and the OpenAPI schema of every API (with a page to browse it).
+    path("api/v1/", include("ratings.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
 ]
 
 # A trivial view: liveness for a load balancer, and the ceiling bench/votes.py measures against.

@@ -4,21 +4,74 @@ from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 
 from ratings import selectors
 from ratings.access import research_allowed
-from ratings.exports import votes_long_csv
+from ratings.exports import (
+    CONTENT_TYPES,
+    ExportError,
+    dataset_card,
+    export_check,
+    export_filename,
+    export_stream,
+)
 from ratings.models import Study
+
+
+def _study_for_research(request: HttpRequest, slug: str) -> Study:
+    study = get_object_or_404(Study, slug=slug)
+    if not research_allowed(user=request.user, study=study):
+        raise PermissionDenied("Exports are for researchers of this study.")
+    return study
+
+
+def export_response(*, study: Study, table: str, fmt: str) -> StreamingHttpResponse:
+    """Stream one export as a download; raises ExportError for an unknown table or format."""
+    export_check(table=table, fmt=fmt)
+    response = StreamingHttpResponse(
+        export_stream(study=study, table=table, fmt=fmt), content_type=CONTENT_TYPES[fmt]
+    )
+    filename = export_filename(study=study, table=table, fmt=fmt)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def export_card_response(*, study: Study, table: str) -> HttpResponse:
+    """Return an export's dataset card as a Markdown download."""
+    response = HttpResponse(
+        dataset_card(study=study, table=table), content_type="text/markdown; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-{table}.md"'
+    return response
+
+
+@login_required
+def export_download(request: HttpRequest, slug: str, table: str, fmt: str) -> HttpResponse:
+    """Download one of a study's exports (votes_long, votes_wide, scores, splits)."""
+    try:
+        export_check(table=table, fmt=fmt)
+    except ExportError as exc:
+        raise Http404(str(exc)) from exc
+    return export_response(study=_study_for_research(request, slug), table=table, fmt=fmt)
+
+
+@login_required
+def export_card(request: HttpRequest, slug: str, table: str) -> HttpResponse:
+    """Download the dataset card (Markdown) that goes with an export."""
+    try:
+        export_check(table=table, fmt="csv")
+    except ExportError as exc:
+        raise Http404(str(exc)) from exc
+    return export_card_response(study=_study_for_research(request, slug), table=table)
 
 
 @login_required
 def export_votes_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse:
-    study = get_object_or_404(Study, slug=slug)
-    if not research_allowed(user=request.user, study=study):
-        raise PermissionDenied("Exports are for researchers of this study.")
-    response = StreamingHttpResponse(votes_long_csv(study=study), content_type="text/csv")
+    """The votes in long form as CSV, at the address the home page has always linked."""
+    study = _study_for_research(request, slug)
+    response = export_response(study=study, table="votes_long", fmt="csv")
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-votes-long.csv"'
     return response
 
