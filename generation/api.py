@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import BasePermission, IsAdminUser
@@ -70,6 +71,14 @@ class BatchListView(generics.GenericAPIView):
             status=self.request.query_params.get("status", ""),
         )
 
+    @extend_schema(
+        operation_id="batches_list",
+        parameters=[
+            OpenApiParameter("study", str, description="Only this study's batches (slug)."),
+            OpenApiParameter("status", str, description="Only batches in this status."),
+        ],
+        responses=BatchProgressSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         batches = self.paginate_queryset(self.get_queryset())
         progress = [selectors.batch_progress(batch=batch) for batch in batches]
@@ -82,6 +91,7 @@ class BatchDetailView(generics.GenericAPIView):
     permission_classes = [IsAdminUser, CanViewBatches]
     serializer_class = BatchProgressSerializer
 
+    @extend_schema(operation_id="batches_retrieve")
     def get(self, request: Request, pk: int) -> Response:
         batch = get_object_or_404(PromptBatch.objects.select_related("study", "queued_by"), pk=pk)
         return Response(self.get_serializer(selectors.batch_progress(batch=batch)).data)
