@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models.signals import m2m_changed
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
 from ratings import services
-from ratings.models import Cohort, Study
+from ratings.models import Cohort, Study, Vote
 
 
 @receiver(m2m_changed, sender=Study.cohorts.through)
@@ -26,3 +27,22 @@ def study_cohorts_added(
         added = [(instance, cohort) for cohort in Cohort.objects.filter(pk__in=pk_set)]
     for study, cohort in added:
         services.pair_coverage_backfill(study=study, cohort=cohort)
+
+
+@receiver(post_save, sender=Vote)
+def vote_saved_scores_stale(sender, instance: Vote, created: bool, raw: bool = False, **kwargs):
+    """Mark the study's scores stale once the new vote commits: no query, one per process.
+
+    Every kind of vote counts: an attention check can flag its rater, which changes the scores.
+    The import runs lazily so that a process that never sees a vote never loads the scoring.
+    """
+    if not created or raw:
+        return
+    study_id = instance.study_id
+
+    def mark_stale() -> None:
+        from ratings.scores import scores_mark_stale
+
+        scores_mark_stale(study_id=study_id)
+
+    transaction.on_commit(mark_stale)

@@ -182,12 +182,13 @@ def worker_factory(media_root, tmp_path):
     """Start real Celery workers on the gpu queue, against the test database and media.
 
     Each call starts one worker in its own process group and returns (process, log path);
-    `env` overrides settings for that worker. Every worker is stopped after the test.
+    `queues` names the queues it consumes (comma-separated; "default" for scores) and `env`
+    overrides settings for that worker. Every worker is stopped after the test.
     """
     redis.Redis.from_url(django_settings.CELERY_BROKER_URL).flushdb()  # no earlier tasks
     workers: list[subprocess.Popen] = []
 
-    def start(**env: str) -> tuple[subprocess.Popen, Path]:
+    def start(queues: str = "gpu", **env: str) -> tuple[subprocess.Popen, Path]:
         log_path = tmp_path / f"worker-{len(workers)}.log"
         environ = {
             **os.environ,
@@ -203,7 +204,7 @@ def worker_factory(media_root, tmp_path):
             "webapp",
             "worker",
             "-Q",
-            "gpu",
+            queues,
             "-c",
             "1",
             "--prefetch-multiplier",

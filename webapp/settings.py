@@ -44,6 +44,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "webapp",
     "ratings",
     "generation",
@@ -150,6 +152,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ROUTES = {
     "generation.tasks.render_prompt": {"queue": "gpu"},
     "generation.tasks.requeue_stuck_images": {"queue": "default"},
+    "ratings.tasks.scores_compute_task": {"queue": "default"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("POLYPHONY_TASK_SOFT_TIME_LIMIT", 1800, minimum=1)
@@ -186,6 +189,19 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Polyphony API",
+    "DESCRIPTION": "Staff: prompt batch progress. Researchers: studies, split-aware scores, "
+    "the cohort split report, and exports with their dataset cards. Session or "
+    "`Authorization: Token KEY`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page's JavaScript and CSS come from this server (drf-spectacular-sidecar).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Polyphony's own settings.
@@ -195,6 +211,25 @@ POLYPHONY_ASSIGNMENT_MINUTES = env.int("POLYPHONY_ASSIGNMENT_MINUTES", 20, minim
 # Seeds of one prompt per task, and per pipeline call (0: chosen by the device's memory).
 POLYPHONY_SEEDS_PER_TASK = env.int("POLYPHONY_SEEDS_PER_TASK", 4, minimum=1)
 POLYPHONY_RENDER_BATCH_SIZE = env.int("POLYPHONY_RENDER_BATCH_SIZE", 0, minimum=0)
+# Scores are recomputed this many seconds after the first new vote (more votes meanwhile wait
+# for the same recomputation); 0 recomputes after every vote's commit.
+POLYPHONY_SCORES_DEBOUNCE_SECONDS = env.int("POLYPHONY_SCORES_DEBOUNCE_SECONDS", 60, minimum=0)
+
+# Sessions: with a shared cache (CACHE_URL, Redis) a session is read from it and written
+# through to the database, so a signed-in request reads no session row; without one, from the
+# database. Never a per-process cache: a session ended in one process would live on in another.
+CACHE_URL = env.str("CACHE_URL")
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    env.error("CACHE_URL", f"CACHE_URL must be a redis:// URL, got {CACHE_URL!r}.")
+elif CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "polyphony",
+        }
+    }
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", True)
