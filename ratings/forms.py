@@ -174,7 +174,7 @@ class PanelLinkForm(forms.Form):
         # Raters of imported votes are keyed "import:<study>:<id>"; a panel link must never
         # open one of them.
         if rater_id.lower().startswith("import:"):
-            raise forms.ValidationError("This panel id is not valid.")
+            raise forms.ValidationError(_("This panel id is not valid."))
         return rater_id
 
     @classmethod
