@@ -371,7 +371,7 @@ class Pair(models.Model):
     # An attention check shows one image twice; it is never served as a real pair or scored.
     is_attention_check = models.BooleanField(default=False)
     # The item id of a pair imported from an earlier survey (import_votes); empty otherwise.
-    external_id = models.CharField(max_length=200, blank=True)
+    external_id = models.CharField(max_length=200, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -456,7 +456,9 @@ class Vote(models.Model):
     # Empty only for an imported vote, whose screen sides are unknown.
     shown_left = models.CharField(max_length=1, choices=Side.choices, blank=True)
     # "browser" for a vote cast here, "import" for one read by import_votes.
-    source = models.CharField(max_length=10, choices=VoteSource.choices, default="browser")
+    source = models.CharField(
+        max_length=10, choices=VoteSource.choices, default="browser", db_default="browser"
+    )
     # The rater's cohorts when voting: a later change of cohort must not rewrite old votes.
     cohort_paths = models.JSONField(default=list)
     time_on_task_ms = models.PositiveIntegerField()

@@ -93,7 +93,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='pair',
             name='external_id',
-            field=models.CharField(blank=True, max_length=200),
+            field=models.CharField(blank=True, db_default='', default='', max_length=200),
         ),
         migrations.AddField(
             model_name='study',
@@ -133,7 +133,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='vote',
             name='source',
-            field=models.CharField(choices=[('browser', 'cast in the browser'), ('import', 'imported from an earlier survey')], default='browser', max_length=10),
+            field=models.CharField(choices=[('browser', 'cast in the browser'), ('import', 'imported from an earlier survey')], db_default='browser', default='browser', max_length=10),
         ),
         migrations.AlterField(
             model_name='pair',
