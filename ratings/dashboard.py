@@ -33,30 +33,10 @@ from ratings.models import (
     StrengthScore,
     Study,
 )
+from ratings.scores import scores_latest, study_thresholds
 from ratings.scoring import Thresholds, score_label
 
 COMPLEMENTARY_NOTE = "hidden so that a smaller cohort's counts cannot be derived"
-
-
-def study_thresholds(*, study: Study) -> Thresholds:
-    """Return the label thresholds a study sets (SCORING.md section 8)."""
-    return Thresholds(
-        k=study.min_cohort_size,
-        split_min_ndfu=study.split_min_ndfu,
-        split_max_agreement=study.split_max_agreement,
-        split_min_share=study.split_min_share,
-        split_max_p=study.split_max_p,
-        contested_max_top_share=study.contested_max_top_share,
-    )
-
-
-def score_run_latest(*, study: Study) -> ScoreRun | None:
-    """Return the study's newest finished score run, or None before the first one."""
-    return (
-        ScoreRun.objects.filter(study=study, status=ScoreRun.Status.DONE)
-        .order_by("-computed_at", "-pk")
-        .first()
-    )
 
 
 def score_run_in_progress(*, study: Study, after: ScoreRun | None = None) -> ScoreRun | None:
@@ -615,7 +595,7 @@ def dashboard_for_study(*, study: Study, cohort_path: str | None = None) -> Dash
     Raises CohortNotInStudy for a cohort the study neither lists nor has scores for.
     """
     thresholds = study_thresholds(study=study)
-    run = score_run_latest(study=study)
+    run = scores_latest(study=study)
     running = score_run_in_progress(study=study, after=run)
     criteria = tuple(study.criteria.order_by("position", "pk"))
     scores = _score_values(run) if run else []

@@ -19,11 +19,11 @@ from ratings.exports import (
     export_check,
     export_columns,
     score_tables,
-    study_thresholds,
     votes_release,
 )
 from ratings.models import Answer, Participation, Study, Vote
 from ratings.privacy import SUPPRESSED_BELOW_K
+from ratings.scores import study_thresholds
 
 
 def _when(moment: datetime | None) -> str:

@@ -42,7 +42,8 @@ from ratings.privacy import (
     cohort_tables_suppress,
     rater_pseudonym,
 )
-from ratings.scoring import Thresholds, score_label
+from ratings.scores import STATISTIC_FIELDS, scores_latest, study_thresholds
+from ratings.scoring import score_label
 
 TABLES = ("votes_long", "votes_wide", "scores", "splits")
 FORMATS = ("csv", "jsonl", "parquet")
@@ -593,27 +594,6 @@ SPLIT_COLUMNS = (
 )
 
 
-def study_thresholds(*, study: Study) -> Thresholds:
-    """Return the label rules with this study's settings."""
-    return Thresholds(
-        k=study.min_cohort_size,
-        split_min_ndfu=study.split_min_ndfu,
-        split_max_agreement=study.split_max_agreement,
-        split_min_share=study.split_min_share,
-        split_max_p=study.split_max_p,
-        contested_max_top_share=study.contested_max_top_share,
-    )
-
-
-def score_run_latest(*, study: Study) -> ScoreRun | None:
-    """Return the newest finished score run of a study (what every page and export shows)."""
-    return (
-        ScoreRun.objects.filter(study=study, status=ScoreRun.Status.DONE)
-        .order_by("-computed_at", "-pk")
-        .first()
-    )
-
-
 _SCORE_FIELDS = (
     "n_raters",
     "n_votes",
@@ -621,21 +601,7 @@ _SCORE_FIELDS = (
     "count_tie",
     "count_b",
     "count_skip",
-    "share_b",
-    "share_b_low",
-    "share_b_high",
-    "share_b_ties_half",
-    "share_b_ties_half_low",
-    "share_b_ties_half_high",
-    "alpha",
-    "ndfu",
-    "agreement",
-    "heterogeneity_p",
-    "cohesion_in",
-    "cohesion_cross",
-    "gai",
-    "gai_p",
-    "gai_q",
+    *STATISTIC_FIELDS,
 )
 
 
@@ -665,7 +631,7 @@ def score_tables(*, study: Study, run: ScoreRun | None = None) -> ScoreTables:
     them all (`cohort_tables_suppress`); the coherence table, whose raters are a subset, hides
     at least those cohorts and whatever its own counts need on top.
     """
-    run = run or score_run_latest(study=study)
+    run = run or scores_latest(study=study)
     if run is None:
         return ScoreTables(run=None, scores=[], coherence=[])
     k = study.min_cohort_size
