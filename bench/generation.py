@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -27,33 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/polyphony_bench")
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/14")
-os.environ.setdefault("SECRET_KEY", "bench-secret-key-" + "x" * 32)
-os.environ.setdefault("DEBUG", "false")
+from _support import ROOT, database_create, environment_defaults, machine
 
-
-def _ensure_database() -> None:
-    import dj_database_url
-    import psycopg
-
-    db = dj_database_url.parse(os.environ["DATABASE_URL"])
-    with psycopg.connect(
-        host=db["HOST"],
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as connection:
-        exists = connection.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]
-        ).fetchone()
-        if not exists:
-            connection.execute(f'CREATE DATABASE "{db["NAME"]}"')
+environment_defaults(database="polyphony_bench", broker_db=14)
 
 
 def _start_worker(media_root: Path, log_path: Path) -> subprocess.Popen:
@@ -93,7 +68,7 @@ def main() -> None:
     parser.add_argument("--lora", default="", help="LoRA for the fine-tuned variant")
     args = parser.parse_args()
 
-    _ensure_database()
+    database_create(fresh=False)
     work = Path(tempfile.mkdtemp(prefix="polyphony-bench-"))
     media_root = work / "media"
     os.environ["MEDIA_ROOT"] = str(media_root)
@@ -206,7 +181,7 @@ def main() -> None:
         "seeds_per_call": seeds_per_prompt,
         "worker_round_s": [round(t, 3) for t in worker_times],
         "bare_round_s": [round(t, 3) for t in bare_times],
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.python_version()}",
+        "machine": machine(),
     }
     if args.batching:
         batched, single = [], []

@@ -1,22 +1,26 @@
-"""Benchmark: votes per second through the rating pages, and pair assignment at scale.
+"""Benchmark: votes per second through the rating page, and pair assignment at scale.
 
     .venv/bin/python bench/votes.py [--raters 64] [--seconds 15] [--rounds 3] [--think 0]
     .venv/bin/python bench/votes.py --assignment
 
 Default mode serves the app with gunicorn on PostgreSQL (its own database, made afresh and
-migrated), seeds a study with pairs (rows pointing at a pool of tiny stored images: rendering is
-not what is measured) and N raters, each with consent, a cohort and a signed-in session. A second
-process then drives the N raters at once over loopback: each gets its rating page, reads the
-assignment id and the CSRF token, and posts a vote, then goes on at once (or after --think
-seconds, to see latency below saturation). Rounds alternate with rounds against /healthz, a
-trivial view of the same server, whose requests per second are the ceiling; medians over rounds
-are reported.
+migrated; sessions in Redis, as with CACHE_URL), seeds a study with pairs (rows pointing at a
+pool of tiny stored images: rendering is not what is measured) and signed-in raters with consent
+and a cohort. A second process then drives N raters at once over loopback, exactly as the
+browser with rate.js does: a rater loads the rating page once, then posts one vote per pair and
+is answered with the next pair as JSON (images come from the media server or S3 and are not
+fetched), until the study's quota sends them to the completion page (loaded too) and a fresh
+rater takes their place. Raters vote at once (or after --think seconds, to see latency below
+saturation). Rounds alternate with rounds against /healthz, a trivial view of the same server,
+whose requests per second are the ceiling; medians over rounds are reported, with the CPU time
+the app and its database backends spent per vote and per /healthz answer (a ratio that other
+work on shared cores moves much less than throughput).
 
 --assignment loads 10,000 pairs, then 1,000,000 pairs with 10,000,000 votes' worth of coverage
 (SQL generate_series, not the ORM), with an expired assignment per vote on the least voted
-pairs, the ones assignment reads; the votes table stays empty, as assignment never reads it.
-It times pair_assign for fresh raters at both sizes and prints the EXPLAIN (ANALYZE, BUFFERS)
-plans of its queries at 1M.
+pairs, the ones assignment reads; the votes table stays empty (assignment reads only the
+rater's own votes). It times pair_assign for fresh raters at both sizes and prints the plans of
+its statements at 1M as the app runs them (prepared, planned once for any parameters).
 
 Uses DATABASE_URL (default postgres://postgres:postgres@127.0.0.1:5432/polyphony_bench_votes);
 the database is dropped and made again on every run. Prints one JSON object.
@@ -28,7 +32,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import re
 import statistics
@@ -39,18 +42,17 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-os.environ.setdefault(
-    "DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/polyphony_bench_votes"
+from _support import ROOT, database_create, environment_defaults, machine
+
+environment_defaults(
+    database="polyphony_bench_votes",
+    broker_db=13,
+    # Sessions read from Redis (cached_db): see webapp/settings.py.
+    CACHE_URL="redis://127.0.0.1:6379/12",
+    ALLOWED_HOSTS="127.0.0.1,localhost",
+    SESSION_COOKIE_SECURE="false",
+    CSRF_COOKIE_SECURE="false",
 )
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/13")
-os.environ.setdefault("SECRET_KEY", "bench-secret-key-" + "x" * 32)
-os.environ.setdefault("DEBUG", "false")
-os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost")
-os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
-os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
 
 SLUG = "bench-votes"
 ROOT_CULTURES = ("india", "korea", "nigeria", "brazil")
@@ -59,6 +61,7 @@ SUB_CULTURES = ("india:tamil", "india:kerala")
 # pairs stay distinct with 2 x POOL image rows.
 POOL = 1_100
 ASSIGNMENT_RE = re.compile(rb'name="assignment" value="([0-9a-f-]+)"')
+JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
 CSRF_RE = re.compile(rb'name="csrfmiddlewaretoken" value="([^"]+)"')
 CRITERION_RE = re.compile(rb'name="answer_([a-z0-9_-]+)"')
 SCREEN_ANSWERS = ("1", "2", "tie", "skip")
@@ -121,8 +124,10 @@ class _Tally:
         self.measure_from = measure_from
         self.deadline = deadline
         self.latencies_ms: list[float] = []
-        self.cycles_ms: list[float] = []
-        self.done = 0  # votes, or healthz answers
+        self.done = 0  # votes, or healthz answers, in the measured window
+        self.all = 0  # the same since the round started, warm-up included
+        self.page_ms: list[float] = []  # rating and completion pages, once per rater each
+        self.completed = 0  # raters who met the quota
         self.errors: list[str] = []
 
     def counts(self, started: float) -> bool:
@@ -136,46 +141,82 @@ def _cookies_update(cookies: dict[str, str], headers: list[tuple[str, str]]) -> 
             cookies[key] = rest.split(";", 1)[0]
 
 
+def _cookie(cookies: dict[str, str]) -> str:
+    return "; ".join(f"{key}={value}" for key, value in cookies.items())
+
+
 async def _rater_drive(
-    port: int, session_key: str, tally: _Tally, rng: random.Random, think_s: float
+    port: int, sessions: list[str], tally: _Tally, rng: random.Random, think_s: float
 ) -> None:
+    """Rate as a browser with rate.js does, one signed-in rater after another.
+
+    A rater loads the rating page once, then posts one vote per pair, each answered with the
+    next pair as JSON (whose images the browser fetched ahead; images come from a media server
+    or S3, not from this app, and are not fetched here). At the quota the answer sends them to
+    the completion page, which is loaded too, and the next rater starts.
+    """
     connection = _Connection(port)
-    cookies = {"sessionid": session_key}
     try:
         # With a think time, raters start spread over one and pause about that long per pair.
         await asyncio.sleep(rng.uniform(0, think_s))
+        assignment = token = cookies = None
+        criteria: list[str] = []
         while time.perf_counter() < tally.deadline:
             started = time.perf_counter()
-            cookie = "; ".join(f"{key}={value}" for key, value in cookies.items())
-            status, headers, page = await connection.request(
-                "GET", f"/s/{SLUG}/rate/", {"Cookie": cookie}
-            )
-            served = time.perf_counter()
-            _cookies_update(cookies, headers)
-            assignment, token = ASSIGNMENT_RE.search(page), CSRF_RE.search(page)
-            if status != 200 or assignment is None or token is None:
-                tally.errors.append(f"rate page {status}")
-                return
-            form = {"csrfmiddlewaretoken": token.group(1).decode(), "assignment": ""}
-            form["assignment"] = assignment.group(1).decode()
-            for key in sorted(set(CRITERION_RE.findall(page))):
-                form[f"answer_{key.decode()}"] = rng.choice(SCREEN_ANSWERS)
-            cookie = "; ".join(f"{key}={value}" for key, value in cookies.items())
-            status, headers, _ = await connection.request(
+            if cookies is None:
+                if not sessions:
+                    tally.errors.append("no signed-in raters left: make more (--raters-made)")
+                    return
+                cookies = {"sessionid": sessions.pop()}
+            if assignment is None:
+                status, headers, page = await connection.request(
+                    "GET", f"/s/{SLUG}/rate/", {"Cookie": _cookie(cookies)}
+                )
+                _cookies_update(cookies, headers)
+                if tally.counts(started):
+                    tally.page_ms.append((time.perf_counter() - started) * 1000)
+                found, token = ASSIGNMENT_RE.search(page), CSRF_RE.search(page)
+                if status != 200 or found is None or token is None:
+                    tally.errors.append(f"rate page {status}")
+                    return
+                assignment = found.group(1).decode()
+                token = token.group(1).decode()
+                criteria = sorted({key.decode() for key in CRITERION_RE.findall(page)})
+                continue
+            form = {"csrfmiddlewaretoken": token, "assignment": assignment}
+            for key in criteria:
+                form[f"answer_{key}"] = rng.choice(SCREEN_ANSWERS)
+            status, headers, body = await connection.request(
                 "POST",
                 f"/s/{SLUG}/vote/",
-                {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+                {"Cookie": _cookie(cookies), **JSON_HEADERS},
                 urlencode(form).encode(),
             )
             voted = time.perf_counter()
             _cookies_update(cookies, headers)
-            if status != 302:
-                tally.errors.append(f"vote {status}")
+            if status != 200:
+                tally.errors.append(f"vote {status}: {body[:200]!r}")
                 return
+            answer = json.loads(body)
+            tally.all += 1
             if tally.counts(started):
-                tally.latencies_ms += [(served - started) * 1000, (voted - served) * 1000]
-                tally.cycles_ms.append((voted - started) * 1000)
+                tally.latencies_ms.append((voted - started) * 1000)
                 tally.done += 1
+            assignment = answer.get("assignment")
+            if assignment is None:
+                # The quota met: the completion page, then the next rater. (Or no work left.)
+                started = time.perf_counter()
+                status, _, _ = await connection.request(
+                    "GET", answer["redirect"], {"Cookie": _cookie(cookies)}
+                )
+                if tally.counts(started):
+                    tally.page_ms.append((time.perf_counter() - started) * 1000)
+                if answer["redirect"].endswith("/done/"):
+                    tally.completed += 1
+                    cookies = None
+                else:
+                    tally.errors.append(f"no work left for a rater ({status})")
+                    return
             await asyncio.sleep(think_s * rng.uniform(0.5, 1.5))
     finally:
         connection.close()
@@ -190,6 +231,7 @@ async def _healthz_drive(port: int, tally: _Tally) -> None:
             if status != 200 or body != b"ok":
                 tally.errors.append(f"healthz {status}")
                 return
+            tally.all += 1
             if tally.counts(started):
                 tally.latencies_ms.append((time.perf_counter() - started) * 1000)
                 tally.done += 1
@@ -203,7 +245,7 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 def drive(
-    mode: str, port: int, sessions: list[str], seconds: float, warmup: float, think_s: float
+    mode: str, port: int, sessions: list[list[str]], seconds: float, warmup: float, think_s: float
 ) -> dict:
     """Run one round of N concurrent clients; return what they measured."""
 
@@ -212,7 +254,7 @@ def drive(
         tally = _Tally(start + warmup, start + warmup + seconds)
         rng = random.Random(0)
         if mode == "votes":
-            clients = [_rater_drive(port, key, tally, rng, think_s) for key in sessions]
+            clients = [_rater_drive(port, keys, tally, rng, think_s) for keys in sessions]
         else:
             clients = [_healthz_drive(port, tally) for _ in sessions]
         await asyncio.gather(*clients)
@@ -223,8 +265,11 @@ def drive(
         "per_s": tally.done / seconds,
         "p50_ms": _percentile(tally.latencies_ms, 0.50),
         "p99_ms": _percentile(tally.latencies_ms, 0.99),
-        "cycle_p50_ms": _percentile(tally.cycles_ms, 0.50),
+        "pages": len(tally.page_ms),
+        "page_p50_ms": _percentile(tally.page_ms, 0.50),
+        "raters_completed": tally.completed,
         "requests": len(tally.latencies_ms),
+        "all": tally.all,
         "errors": tally.errors[:5],
         "error_count": len(tally.errors),
     }
@@ -233,24 +278,7 @@ def drive(
 # Setting up: a fresh database, a study, pairs and raters, all in bulk.
 
 
-def _database_fresh() -> None:
-    import dj_database_url
-    import psycopg
-
-    db = dj_database_url.parse(os.environ["DATABASE_URL"])
-    with psycopg.connect(
-        host=db["HOST"],
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{db["NAME"]}"')
-
-
-def _study_make(raters_per_pair: int):
+def _study_make(raters_per_pair: int, quota: int = 30_000):
     from generation.models import Image, ModelVariant, Prompt, PromptBatch
     from ratings import services
 
@@ -260,7 +288,7 @@ def _study_make(raters_per_pair: int):
         slug=SLUG,
         cohort_paths=[cohort.path for cohort in cohorts],
         raters_per_pair=raters_per_pair,
-        pairs_per_rater=30_000,  # the quota never ends a simulated rater's run
+        pairs_per_rater=quota,
     )
     base = ModelVariant.objects.create(name="bench-base", role="base", base_checkpoint="none")
     tuned = ModelVariant.objects.create(
@@ -333,9 +361,10 @@ def _pairs_load(study, batch, base, tuned, *, first: int, count: int, votes: tup
                 RETURNING id, substring(text from 14)::bigint AS n
             )
             INSERT INTO {Pair._meta.db_table} (study_id, prompt_id, seed, image_a_id,
-                image_b_id, variant_a_id, variant_b_id, is_attention_check, created_at)
+                image_b_id, variant_a_id, variant_b_id, is_attention_check, external_id,
+                created_at)
             SELECT %s, prompts.id, seed, (%s::bigint[])[1 + (prompts.n * 4 + seed) / %s],
-                (%s::bigint[])[1 + (prompts.n * 4 + seed) %% %s], %s, %s, false, now()
+                (%s::bigint[])[1 + (prompts.n * 4 + seed) %% %s], %s, %s, false, '', now()
             FROM prompts CROSS JOIN generate_series(0, 3) seed
             WHERE prompts.n * 4 + seed < %s
             """,
@@ -421,8 +450,12 @@ def _raters_make(study, prefix: str, count: int) -> list:
 
 
 def _sessions_make(raters) -> list[str]:
+    from importlib import import_module
+
+    from django.conf import settings
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.sessions.backends.db import SessionStore
+
+    SessionStore = import_module(settings.SESSION_ENGINE).SessionStore
 
     keys = []
     for rater in raters:
@@ -435,22 +468,28 @@ def _sessions_make(raters) -> list[str]:
     return keys
 
 
-def _analyze() -> None:
-    from django.db import connection
+def _analyze(*, database_only: bool = False) -> None:
+    """VACUUM and ANALYZE the bench database, through Django's connection or (with the app
+    serving, Django's connection closed) a connection of its own."""
+    if not database_only:
+        from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE)")
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM (ANALYZE)")
+        return
+    import dj_database_url
+    import psycopg
 
-
-def _machine() -> dict:
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+    db = dj_database_url.parse(os.environ["DATABASE_URL"])
+    with psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=db["NAME"],
+        autocommit=True,
+    ) as connection:
+        connection.execute("VACUUM (ANALYZE)")
 
 
 # Default mode: votes through gunicorn against the ceiling of a trivial view.
@@ -492,6 +531,64 @@ def _gunicorn_start(port: int, workers: int, threads: int, log_path: Path) -> su
     raise SystemExit(f"gunicorn did not answer; see {log_path}")
 
 
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """Return the CPU seconds (user + system) each live process has used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def _server_pids(server: subprocess.Popen) -> list[int]:
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+    return [server.pid, *map(int, children.read_text().split())] if children.exists() else []
+
+
+def _backend_pids() -> list[int]:
+    """Return the PostgreSQL backends serving the bench database (the app's connections)."""
+    import dj_database_url
+    import psycopg
+
+    db = dj_database_url.parse(os.environ["DATABASE_URL"])
+    with psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=db["NAME"],
+    ) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def _measured_round(server: subprocess.Popen, *args, **kwargs) -> dict:
+    """Run a round and add the CPU the app and its database backends spent per answer.
+
+    CPU time does not depend on what else shares the machine, so it compares vote and
+    /healthz costs where throughput, on shared cores, is noisy. Backends opened during the
+    round count from zero; one closed during it (CONN_MAX_AGE) is missed.
+    """
+    app_before = _cpu_seconds(_server_pids(server))
+    backends_before = _cpu_seconds(_backend_pids())
+    result = _round(*args, **kwargs)
+    app = _cpu_seconds(_server_pids(server))
+    backends = _cpu_seconds(_backend_pids())
+    answers = max(result["all"], 1)
+    result["app_cpu_ms"] = 1000 * sum(t - app_before.get(p, 0) for p, t in app.items()) / answers
+    result["db_cpu_ms"] = (
+        1000 * sum(t - backends_before.get(p, 0) for p, t in backends.items()) / answers
+    )
+    return result
+
+
 def _round(
     mode: str, port: int, sessions_path: Path, seconds: float, warmup: float, think_s: float = 0
 ) -> dict:
@@ -516,7 +613,7 @@ def _round(
 
 
 def votes_bench(args: argparse.Namespace) -> dict:
-    _database_fresh()
+    database_create(fresh=True)
     work = Path(tempfile.mkdtemp(prefix="polyphony-bench-votes-"))
     os.environ["MEDIA_ROOT"] = str(work / "media")
 
@@ -526,15 +623,27 @@ def votes_bench(args: argparse.Namespace) -> dict:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    study, batch, base, tuned = _study_make(raters_per_pair=5)
+    if os.environ.get("CACHE_URL"):
+        from django.core.cache import cache
+
+        cache.clear()  # sessions of an earlier run
+    study, batch, base, tuned = _study_make(raters_per_pair=5, quota=args.quota)
     _raters_make(study, "load-", 50)
     _pairs_load(study, batch, base, tuned, first=0, count=args.pairs, votes=(0, 0))
     from ratings.models import Rater
 
-    raters = _raters_make(study, "rater-", args.raters)
+    # Each round has raters of its own: a rater who met the quota is done for good.
+    vote_rounds = 1 + args.rounds
+    raters = _raters_make(study, "rater-", args.raters * args.raters_per_client * vote_rounds)
     raters = list(Rater.objects.filter(pk__in=[r.pk for r in raters]).select_related("user"))
-    sessions_path = work / "sessions.json"
-    sessions_path.write_text(json.dumps(_sessions_make(raters)))
+    keys = _sessions_make(raters)
+    per_round = args.raters * args.raters_per_client
+    session_paths = []
+    for number in range(vote_rounds):
+        chunk = keys[number * per_round : (number + 1) * per_round]
+        path = work / f"sessions-{number}.json"
+        path.write_text(json.dumps([chunk[client :: args.raters] for client in range(args.raters)]))
+        session_paths.append(path)
     _analyze()
     from django.db import connection
 
@@ -543,13 +652,26 @@ def votes_bench(args: argparse.Namespace) -> dict:
     log_path = work / "gunicorn.log"
     server = _gunicorn_start(args.port, args.workers, args.threads, log_path)
     try:
-        _round("healthz", args.port, sessions_path, 2, 0.5)  # warm every worker and thread
-        _round("votes", args.port, sessions_path, 2, 0.5)
+        _round("healthz", args.port, session_paths[0], 2, 0.5)  # warm every worker and thread
+        _round("votes", args.port, session_paths[0], 3, 0.5)
+        # Statistics of tables that held nothing at the start (votes, assignments), as
+        # autovacuum keeps them on a live study: plans made for empty tables read whole tables.
+        _analyze(database_only=True)
         ceilings, votes = [], []
-        for _ in range(args.rounds):
-            ceilings.append(_round("healthz", args.port, sessions_path, args.seconds, 1))
+        for number in range(args.rounds):
+            ceilings.append(
+                _measured_round(server, "healthz", args.port, session_paths[0], args.seconds, 1)
+            )
             votes.append(
-                _round("votes", args.port, sessions_path, args.seconds, 1 + args.think, args.think)
+                _measured_round(
+                    server,
+                    "votes",
+                    args.port,
+                    session_paths[1 + number],
+                    args.seconds,
+                    1 + args.think,
+                    args.think,
+                )
             )
     finally:
         server.terminate()
@@ -560,37 +682,60 @@ def votes_bench(args: argparse.Namespace) -> dict:
 
     votes_per_s = median(votes, "per_s")
     ceiling_rps = median(ceilings, "per_s")
+    vote_cpu = median(votes, "app_cpu_ms") + median(votes, "db_cpu_ms")
+    healthz_cpu = median(ceilings, "app_cpu_ms") + median(ceilings, "db_cpu_ms")
     return {
         "votes_per_s": votes_per_s,
         "p50_ms": median(votes, "p50_ms"),
         "p99_ms": median(votes, "p99_ms"),
         "ceiling_rps": ceiling_rps,
         "ratio": round(votes_per_s / ceiling_rps, 3),
-        "vote_cycle_p50_ms": median(votes, "cycle_p50_ms"),
         "ceiling_p50_ms": median(ceilings, "p50_ms"),
         "ceiling_p99_ms": median(ceilings, "p99_ms"),
+        "page_p50_ms": median(votes, "page_p50_ms"),
+        # CPU per answer, app (gunicorn) + database backends: a ratio that noise does not move.
+        "cpu_ratio": round(healthz_cpu / vote_cpu, 3) if vote_cpu else None,
+        "vote_cpu_ms": {"app": median(votes, "app_cpu_ms"), "db": median(votes, "db_cpu_ms")},
+        "healthz_cpu_ms": {
+            "app": median(ceilings, "app_cpu_ms"),
+            "db": median(ceilings, "db_cpu_ms"),
+        },
         "errors": sum(r["error_count"] for r in votes + ceilings),
         "first_errors": [e for r in votes + ceilings for e in r["errors"]][:5],
         "rounds": {"votes": votes, "healthz": ceilings},
         "setup": {
             "raters": args.raters,
+            "quota": args.quota,
             "pairs": args.pairs,
             "seconds_per_round": args.seconds,
             "rounds": args.rounds,
             "gunicorn": f"{args.workers} workers x {args.threads} threads (gthread)",
-            "latency": "per request: the rating page and the vote post each count once",
+            "latency": "per vote: one POST answered with the next pair as JSON; each rater "
+            "also loads the rating page once and the completion page once (page_p50_ms)",
             "think_s": args.think,
         },
-        "machine": _machine(),
+        "machine": machine(),
     }
 
 
 # --assignment: pair_assign at 10k and at 1M pairs.
 
 
-def _assign_times(study, raters) -> list[float]:
+def _assign_times(study, raters) -> tuple[list[float], float]:
+    """Time pair_assign for each rater; return the wall times (ms) and the CPU per call (ms).
+
+    The CPU is this process's and its database backend's: shared cores make wall times noisy,
+    CPU time much less so.
+    """
+    from django.db import connection
+
     from ratings.services import pair_assign
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    backend_before = _cpu_seconds([backend]).get(backend, 0.0)
+    cpu_before = time.process_time()
     times = []
     for rater in raters:
         started = time.perf_counter()
@@ -598,39 +743,63 @@ def _assign_times(study, raters) -> list[float]:
         times.append((time.perf_counter() - started) * 1000)
         if assignment is None:
             raise SystemExit(f"no pair for {rater}")
-    return times
+    cpu = time.process_time() - cpu_before
+    cpu += _cpu_seconds([backend]).get(backend, 0.0) - backend_before
+    return times, 1000 * cpu / max(len(raters), 1)
+
+
+def _generic_plan(sql: str, params: dict, *, analyze: bool) -> str:
+    """EXPLAIN a statement as the app runs it: prepared, planned once for any parameters."""
+    from django.db import connection
+
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    prepared = re.sub(r"%\((\w+)\)s", lambda match: f"${names.index(match.group(1)) + 1}", sql)
+    options = "ANALYZE, BUFFERS" if analyze else "COSTS"
+    with connection.cursor() as cursor:
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE planned AS {prepared}")
+        values = ", ".join(["%s"] * len(names))
+        cursor.execute(f"EXPLAIN ({options}) EXECUTE planned({values})", [params[n] for n in names])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE planned")
+    return plan
 
 
 def _plans(study, rater) -> dict[str, str]:
+    """Return the plans of pair_assign's statements, run (but the insert) and timed."""
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
     from ratings.services import pair_assign
 
-    with CaptureQueriesContext(connection) as queries:
+    statements: list[tuple[str, dict]] = []
+
+    def record(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
         pair_assign(study=study, rater=rater)
     plans = {}
-    with connection.cursor() as cursor:
-        for query in queries.captured_queries:
-            sql = query["sql"].strip()
-            if not sql.startswith("SELECT"):
-                continue
-            if "ratings_paircoverage" in sql and "FOR UPDATE" not in sql:
-                name = "window"
-            elif "ratings_paircoverage" in sql:
-                name = "lock"
-            elif "expires_at" in sql:
-                name = "reservations under the lock"
-            else:
-                continue
-            name = name if name not in plans else f"{name}, unreserved pairs"
-            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql)
-            plans[name] = "\n".join(row[0] for row in cursor.fetchall())
+    for sql, params in statements:
+        if "WITH study AS" in sql:
+            name, analyze = "state (the rater in the study, one statement)", True
+        elif "FOR UPDATE" in sql and "ratings_paircoverage" in sql:
+            name, analyze = "claim (the window read and the lock of its best row)", True
+        elif sql.lstrip().startswith("WITH new AS (INSERT INTO ratings_assignment"):
+            # Not run: it would reserve a second pair.
+            name, analyze = "reserve (count under the lock, insert)", False
+        elif "ratings_paircoverage" in sql:
+            name, analyze = "window", True
+        else:
+            continue
+        plans[name if name not in plans else f"{name}, again"] = _generic_plan(
+            sql, params, analyze=analyze
+        )
     return plans
 
 
 def assignment_bench(args: argparse.Namespace) -> dict:
-    _database_fresh()
+    database_create(fresh=True)
     import django
 
     django.setup()
@@ -655,11 +824,12 @@ def assignment_bench(args: argparse.Namespace) -> dict:
         first = total
         fresh = _raters_make(study, f"fresh-{label}-", args.fresh + 1)
         fresh = list(Rater.objects.filter(pk__in=[r.pk for r in fresh]))
-        _assign_times(study, fresh[:10])  # warm the caches the way a running server has them
-        times = _assign_times(study, fresh[10 : args.fresh])
+        _assign_times(study, fresh[:50])  # warm the caches the way a running server has them
+        times, cpu_ms = _assign_times(study, fresh[50 : args.fresh])
         results[label] = {
             "p50_ms": round(statistics.median(times), 3),
             "p90_ms": round(_percentile(times, 0.9), 3),
+            "cpu_ms_per_call": round(cpu_ms, 3),
             "calls": len(times),
         }
     plans = _plans(study, fresh[args.fresh])
@@ -683,9 +853,12 @@ def assignment_bench(args: argparse.Namespace) -> dict:
         "next_pair_p50_ms_10k": results["10k"]["p50_ms"],
         "next_pair_p50_ms_1m": results["1m"]["p50_ms"],
         "ratio_1m_to_10k": round(results["1m"]["p50_ms"] / results["10k"]["p50_ms"], 3),
+        "cpu_ratio_1m_to_10k": round(
+            results["1m"]["cpu_ms_per_call"] / results["10k"]["cpu_ms_per_call"], 3
+        ),
         "detail": results,
         "seq_scans_on_big_tables": seq_scans,
-        "plan_window_1m": plans.get("window", ""),
+        "plan_claim_1m": plans.get("claim (the window read and the lock of its best row)", ""),
         "plans_1m": plans,
         "data": {
             "pairs": 1_000_000,
@@ -696,10 +869,11 @@ def assignment_bench(args: argparse.Namespace) -> dict:
             "raters_per_pair": target,
             "note": "coverage holds 10M votes' worth; assignments hold one expired "
             "assignment per vote only for pairs of the two lowest vote counts (the pairs "
-            "assignment reads here); the votes table is empty, as assignment never reads it",
+            "assignment reads here); the votes table is empty: assignment reads only the "
+            "rater's own votes",
             "load_seconds": loads,
         },
-        "machine": _machine(),
+        "machine": machine(),
     }
 
 
@@ -708,15 +882,20 @@ def main() -> None:
     parser.add_argument("--assignment", action="store_true", help="pair_assign at 10k and 1M")
     parser.add_argument("--raters", type=int, default=64, help="concurrent simulated raters")
     parser.add_argument("--pairs", type=int, default=20_000, help="pairs in the votes study")
+    parser.add_argument("--quota", type=int, default=40, help="pairs per rater in the study")
+    parser.add_argument(
+        "--raters-per-client", type=int, default=8, help="raters made per client and round"
+    )
     parser.add_argument("--seconds", type=float, default=15, help="measured seconds per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    # Chosen by measurement on 2 cores (bench/RESULTS.md): 3 x 2 served the most votes.
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument(
         "--think", type=float, default=0, help="seconds a rater pauses per pair (0: none)"
     )
-    parser.add_argument("--fresh", type=int, default=300, help="fresh raters timed per size")
+    parser.add_argument("--fresh", type=int, default=500, help="fresh raters timed per size")
     parser.add_argument("--drive", choices=["votes", "healthz"], help=argparse.SUPPRESS)
     parser.add_argument("--sessions", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=1, help=argparse.SUPPRESS)

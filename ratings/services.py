@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import F, Q
+from django.db.models.signals import post_save
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from ratings import selectors
 from ratings.cohorts import cohort_path_ancestors, cohort_path_contains, cohort_path_normalize
 from ratings.models import (
     DEFAULT_CRITERIA,
@@ -36,6 +41,15 @@ from ratings.models import (
     Study,
     StudyInvite,
     Vote,
+    VoteSource,
+)
+from ratings.selectors import (
+    SERVED_COLUMNS,
+    RatingNext,
+    RatingState,
+    ServedPair,
+    db_datetime,
+    db_uuid,
 )
 
 if TYPE_CHECKING:
@@ -140,60 +154,186 @@ def rater_cohorts_set(*, rater: Rater, cohorts: Sequence[Cohort]) -> None:
     rater.cohorts.set(cohorts)
 
 
-def _in_group_filter(cohort_paths: Sequence[str]) -> Q:
-    # A rater of india:tamil is also Indian: prompts aimed at india, india:tamil and anything
-    # below india:tamil are in-group; india:kerala is not.
-    condition = Q(pk__in=[])
-    for path in cohort_paths:
-        condition |= Q(prompt__cohort__path__in=cohort_path_ancestors(path))
-        condition |= Q(prompt__cohort__path__startswith=path + ":")
-    return condition
+# Rating in the browser: what a rater is served, their votes and skips, and the quality checks.
+#
+# A request reads one RatingState (selectors.rating_state, one statement) and calls one service
+# with it; the services keep the state current as they change things, so nothing is read twice.
+# Their statements are written by hand (see selectors.sql_cursor), and a write the ORM would
+# spread over several statements is one: a vote, with its answers, the pair's coverage, the end
+# of its reservation, the participation's counts and the clock of the pair after it, is one
+# INSERT … WITH on PostgreSQL. The functions that take a study and a rater
+# (assignment_for_rater, vote_cast, assignment_skip, pair_assign) read the state themselves,
+# for callers outside a request, and run the same code.
+
+# Why a rater may skip a pair, as the skip form offers them; "other" may carry the rater's words.
+SKIP_REASONS = ("cant_see", "unfamiliar", "other")
+SKIP_NOTE_MAX = 160
 
 
-def assignment_next(
-    *, study: Study, rater: Rater, now: datetime | None = None
-) -> Assignment | None:
-    """Serve the rater a pair: their open one, else a new one from pair_assign."""
-    now = now or timezone.now()
-    expires_at = now + timedelta(minutes=settings.POLYPHONY_ASSIGNMENT_MINUTES)
-    open_assignment = (
-        Assignment.objects.filter(rater=rater, pair__study=study, skipped_at__isnull=True)
-        .exclude(pair__votes__rater=rater)
-        .order_by("served_at")
-        .first()
-    )
-    if open_assignment is not None:
-        Assignment.objects.filter(pk=open_assignment.pk).update(expires_at=expires_at)
-        return open_assignment
-    return pair_assign(study=study, rater=rater, now=now)
+def _expiry(now: datetime) -> datetime:
+    return now + timedelta(minutes=settings.POLYPHONY_ASSIGNMENT_MINUTES)
 
 
-def vote_cast(
-    *,
-    rater: Rater,
-    assignment_id: object,
-    answers: Mapping[str, str],
-    comment: str = "",
-    now: datetime | None = None,
-) -> Vote:
-    """Store a rater's answers to a pair they were served, translated from screen sides.
+@cache
+def _db_tables() -> dict[str, str]:
+    return {
+        **selectors.db_tables(),
+        "answer": Answer._meta.db_table,
+        "coverage": PairCoverage._meta.db_table,
+    }
 
-    `answers` maps each criterion key to "1" (Image 1, on the left), "2", "tie" or "skip".
-    An attention check is marked passed or failed as it is stored, every vote gets the time
-    check, and the rater's participation counts both and flags the rater past the allowance.
+
+def _served_at(state: RatingState, now: datetime) -> datetime:
+    # Open assignments are shown oldest clock first: one reserved after another must not tie
+    # with it, even when both are made in one request with the same `now`.
+    latest = max((served.served_at for served in state.open), default=None)
+    if latest is not None and latest >= now:
+        return latest + timedelta(microseconds=1)
+    return now
+
+
+def _served_note(state: RatingState, served: ServedPair) -> ServedPair:
+    state.served.add(served)
+    state.open.append(served)
+    return served
+
+
+def _served_insert(insert: str, params: dict) -> ServedPair | None:
+    """Insert an assignment (with id `%(new_id)s`) and return it as a ServedPair; None if not.
+
+    `insert` is an INSERT … SELECT that may insert nothing (a condition, ON CONFLICT DO NOTHING).
+    On PostgreSQL the insert and the read of its prompt and images are one statement.
+    """
+    if selectors.on_postgresql():
+        joins = selectors.served_joins()
+        sql = f"WITH new AS ({insert} RETURNING *) SELECT {SERVED_COLUMNS} FROM new {joins}"
+        row = selectors.sql_fetchone(sql, params)
+    else:
+        with transaction.atomic(), selectors.sql_cursor() as cursor:
+            cursor.execute(insert, params)
+            cursor.execute(
+                f"SELECT {SERVED_COLUMNS} FROM {Assignment._meta.db_table} new "
+                f"{selectors.served_joins()} WHERE new.id = %(new_id)s",
+                params,
+            )
+            row = cursor.fetchone()
+    return ServedPair.from_row(row) if row else None
+
+
+_ASSIGNMENT_COLUMNS = (
+    "id, rater_id, pair_id, kind, repeat_of_id, cohort_id, shown_left, served_at, expires_at, "
+    "skipped_at, skip_reason"
+)
+
+
+def _assignment_instance(served: ServedPair, *, rater_id: int) -> Assignment:
+    """Return the Assignment a ServedPair was stored as, for callers that want the model."""
+    values = {
+        "id": served.pk,
+        "rater_id": rater_id,
+        "pair_id": served.pair_id,
+        "kind": served.kind,
+        "repeat_of_id": served.repeat_of_id,
+        "cohort_id": served.cohort_id,
+        "shown_left": served.shown_left,
+        "served_at": served.served_at,
+        "expires_at": served.expires_at,
+        "skipped_at": None,
+        "skip_reason": "",
+    }
+    names = [field.attname for field in Assignment._meta.concrete_fields]
+    return Assignment.from_db(connection.alias, names, [values[name] for name in names])
+
+
+def _assignments_renew(ids: Iterable[uuid.UUID], *, now: datetime) -> None:
+    # Still held for the rater who is looking at them, or about to.
+    params: dict = {"expires_at": db_datetime(_expiry(now))}
+    ids = selectors.sql_list("id", [db_uuid(pk) for pk in ids], params)
+    if ids != "(NULL)":
+        with selectors.sql_cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Assignment._meta.db_table} SET expires_at = %(expires_at)s "
+                f"WHERE id IN {ids}",
+                params,
+            )
+
+
+def rating_next(
+    *, state: RatingState, now: datetime | None = None, renewed: Iterable[uuid.UUID] = ()
+) -> RatingNext:
+    """Return what the rater rates now and the assignment reserved after it, reserving as needed.
+
+    The open assignment with the oldest clock is shown, so a reload shows the same pair; the
+    one after it is the next open one, or a new one (a due check, else a pair) unless a vote
+    on the current one may meet the quota. Reservations already held are renewed (but those in
+    `renewed`), so a rater keeps the pair they look at and the one their browser fetched.
     """
     now = now or timezone.now()
-    assignment = _assignment_of_rater(rater=rater, assignment_id=assignment_id)
-    pair = assignment.pair
-    study = pair.study
-    if not study.active:
-        raise VoteRefused(gettext("This study is closed."), status=409)
-    if assignment.skipped_at is not None:
-        raise VoteRefused(gettext("You skipped this pair."), status=409)
-    if _assignment_voted(assignment=assignment):
-        raise VoteRefused(gettext("You have already voted on this pair."), status=409)
+    progress = state.progress
+    if progress.quota_met:
+        return RatingNext(current=None, upcoming=None, progress=progress)
+    held = {served.pk for served in state.open} - set(renewed)
+    current = state.open[0] if state.open else _assignment_new(state=state, now=now)
+    if current is None:
+        return RatingNext(current=None, upcoming=None, progress=progress)
+    upcoming = next((served for served in state.open if served.pk != current.pk), None)
+    if upcoming is None:
+        regular_open = sum(served.kind == AssignmentKind.PAIR for served in state.open)
+        if state.regular_votes + regular_open < state.study.pairs_per_rater:
+            upcoming = _assignment_new(state=state, now=now)
+    _assignments_renew(
+        (served.pk for served in (current, upcoming) if served and served.pk in held), now=now
+    )
+    return RatingNext(current=current, upcoming=upcoming, progress=progress)
 
-    criteria = list(study.criteria.all())
+
+def _served_open(
+    state: RatingState, assignment_id: object, *, skipping: bool = False
+) -> ServedPair:
+    """Return the open assignment the rater answers, or raise VoteRefused saying why not.
+
+    Usually one of the state's live reservations; one that timed out while the rater looked
+    at it is still theirs to answer, if nobody answered it.
+    """
+    try:
+        assignment_pk = uuid.UUID(str(assignment_id))
+    except ValueError as exc:
+        raise VoteRefused(gettext("This pair was not served to you."), status=404) from exc
+    served = next((served for served in state.open if served.pk == assignment_pk), None)
+    if served is None and state.rater_id is not None:
+        t = _db_tables()
+        repeat = AssignmentKind.REPEAT_CHECK.value
+        row = selectors.sql_fetchone(
+            f"""SELECT {SERVED_COLUMNS}, new.skipped_at IS NOT NULL, EXISTS (
+                    SELECT 1 FROM {t["vote"]} v WHERE v.rater_id = new.rater_id
+                        AND v.pair_id = new.pair_id
+                        AND (CASE WHEN new.kind = '{repeat}' THEN v.kind = '{repeat}'
+                            ELSE v.kind <> '{repeat}' END))
+                FROM {t["assignment"]} new {selectors.served_joins()}
+                WHERE new.id = %(id)s AND new.rater_id = %(rater)s AND pair.study_id = %(study)s""",
+            {"id": db_uuid(assignment_pk), "rater": state.rater_id, "study": state.study.pk},
+        )
+        if row is None:
+            raise VoteRefused(gettext("This pair was not served to you."), status=404)
+        if not state.study.active:
+            raise VoteRefused(gettext("This study is closed."), status=409)
+        *columns, skipped, voted = row
+        if skipped:
+            message = "You skipped this pair already." if skipping else "You skipped this pair."
+            raise VoteRefused(gettext(message), status=409)
+        if voted:
+            raise VoteRefused(gettext("You have already voted on this pair."), status=409)
+        served = ServedPair.from_row(columns)
+    elif served is None:
+        raise VoteRefused(gettext("This pair was not served to you."), status=404)
+    if not state.study.active:
+        raise VoteRefused(gettext("This study is closed."), status=409)
+    return served
+
+
+def _choices(state: RatingState, served: ServedPair, answers: Mapping[str, str]) -> dict[str, str]:
+    """Translate a rater's screen answers into variant terms, or raise VoteRefused."""
+    criteria = state.study.criteria
     keys = {criterion.key for criterion in criteria}
     missing = [criterion.key for criterion in criteria if criterion.key not in answers]
     unknown = sorted(set(answers) - keys)
@@ -210,325 +350,381 @@ def vote_cast(
             gettext("'%(value)s' is not an answer to %(key)s: use 1, 2, tie or skip.")
             % {"value": value, "key": key}
         )
-    if len(comment) > 2000:
-        raise VoteRefused(gettext("The comment is longer than 2000 characters."))
-
-    shown_right = Side.B if assignment.shown_left == Side.A else Side.A
-    by_screen = {
-        "1": assignment.shown_left,
-        "2": shown_right,
-        "tie": Choice.TIE,
-        "skip": Choice.SKIP,
-    }
-    choices = {criterion.key: by_screen[answers[criterion.key]] for criterion in criteria}
-    elapsed_ms = int((now - assignment.served_at).total_seconds() * 1000)
-    time_on_task_ms = max(0, min(elapsed_ms, MAX_TIME_ON_TASK_MS))
-    too_fast = time_on_task_ms < study.min_seconds_per_pair * 1000
-    check_passed = _check_passed(assignment=assignment, choices=choices)
-    try:
-        with transaction.atomic():
-            vote = Vote.objects.create(
-                study=study,
-                pair=pair,
-                rater=rater,
-                shown_left=assignment.shown_left,
-                cohort_paths=rater.cohort_paths(),
-                time_on_task_ms=time_on_task_ms,
-                comment=comment.strip(),
-                kind=assignment.kind,
-                check_passed=check_passed,
-                too_fast=too_fast,
-            )
-            Answer.objects.bulk_create(
-                Answer(vote=vote, criterion=criterion, choice=choices[criterion.key])
-                for criterion in criteria
-            )
-            if vote.kind == AssignmentKind.PAIR:
-                pair_coverage_record(vote=vote)
-            # The reservation has done its job; it must not count as pending work any more.
-            Assignment.objects.filter(pk=assignment.pk).update(expires_at=now)
-            _participation_record_vote(study=study, rater=rater, vote=vote, now=now)
-    except IntegrityError as exc:
-        raise VoteRefused(gettext("You have already voted on this pair."), status=409) from exc
-    return vote
+    shown_right = Side.B if served.shown_left == Side.A else Side.A
+    by_screen = {"1": served.shown_left, "2": shown_right, "tie": Choice.TIE, "skip": Choice.SKIP}
+    return {criterion.key: by_screen[answers[criterion.key]] for criterion in criteria}
 
 
-# Rating in the browser: what a rater is served next, skips, and the quality checks.
-
-# Why a rater may skip a pair, as the skip form offers them; "other" may carry the rater's words.
-SKIP_REASONS = ("cant_see", "unfamiliar", "other")
-SKIP_NOTE_MAX = 160
-
-
-# What the rating page reads of an assignment, fetched with it.
-_PAGE_RELATED = ("pair__study", "pair__prompt__cohort", "pair__image_a", "pair__image_b")
-
-
-def _assignment_of_rater(*, rater: Rater, assignment_id: object) -> Assignment:
-    try:
-        assignment_uuid = uuid.UUID(str(assignment_id))
-    except ValueError as exc:
-        raise VoteRefused(gettext("This pair was not served to you."), status=404) from exc
-    assignment = (
-        Assignment.objects.select_related("pair__study")
-        .filter(pk=assignment_uuid, rater=rater)
-        .first()
-    )
-    if assignment is None:
-        raise VoteRefused(gettext("This pair was not served to you."), status=404)
-    return assignment
-
-
-def _assignment_voted(*, assignment: Assignment) -> bool:
-    # A repeat check is answered by the one repeat vote on its pair; anything else by the
-    # rater's first vote on the pair.
-    votes = Vote.objects.filter(rater_id=assignment.rater_id, pair_id=assignment.pair_id)
-    if assignment.kind == AssignmentKind.REPEAT_CHECK:
-        return votes.filter(kind=AssignmentKind.REPEAT_CHECK).exists()
-    return votes.exclude(kind=AssignmentKind.REPEAT_CHECK).exists()
-
-
-def _assignments_open(*, study: Study, rater: Rater):
-    """Return the rater's assignments in the study that are neither voted on nor skipped."""
-    votes = Vote.objects.filter(rater=OuterRef("rater"), pair=OuterRef("pair"))
-    return (
-        Assignment.objects.filter(rater=rater, pair__study=study, skipped_at__isnull=True)
-        .annotate(
-            voted_first=Exists(votes.exclude(kind=AssignmentKind.REPEAT_CHECK)),
-            voted_repeat=Exists(votes.filter(kind=AssignmentKind.REPEAT_CHECK)),
-        )
-        .filter(
-            Q(kind=AssignmentKind.REPEAT_CHECK, voted_repeat=False)
-            | (~Q(kind=AssignmentKind.REPEAT_CHECK) & Q(voted_first=False))
-        )
-    )
-
-
-def _regular_votes(*, study: Study, rater: Rater) -> int:
-    return Vote.objects.filter(study=study, rater=rater, kind=AssignmentKind.PAIR).count()
-
-
-def _expiry(now: datetime) -> datetime:
-    return now + timedelta(minutes=settings.POLYPHONY_ASSIGNMENT_MINUTES)
-
-
-def _check_passed(*, assignment: Assignment, choices: Mapping[str, str]) -> bool | None:
+def _check_passed(
+    state: RatingState, served: ServedPair, choices: Mapping[str, str]
+) -> bool | None:
     """Say whether a check's answers are the ones it expects; None for a regular pair."""
-    if assignment.kind == AssignmentKind.IDENTICAL_CHECK:
+    if served.kind == AssignmentKind.IDENTICAL_CHECK:
         # One image shown twice: every criterion must be "both equally". "Can't judge" fails:
         # two identical images can always be judged equal, and answering "can't judge"
         # everywhere must not be a way past the checks.
         return all(choice == Choice.TIE for choice in choices.values())
-    if assignment.kind == AssignmentKind.REPEAT_CHECK:
-        earlier = dict(
-            Answer.objects.filter(
-                vote__rater_id=assignment.rater_id, vote__pair_id=assignment.pair_id
+    if served.kind == AssignmentKind.REPEAT_CHECK:
+        t = _db_tables()
+        by_criterion = dict(
+            selectors.sql_fetchall(
+                f"""SELECT answer.criterion_id, answer.choice FROM {t["answer"]} answer
+                    JOIN {t["vote"]} vote ON vote.id = answer.vote_id
+                    WHERE vote.rater_id = %(rater)s AND vote.pair_id = %(pair)s
+                        AND vote.kind <> %(repeat)s""",
+                {
+                    "rater": state.rater_id,
+                    "pair": served.pair_id,
+                    "repeat": AssignmentKind.REPEAT_CHECK.value,
+                },
             )
-            .exclude(vote__kind=AssignmentKind.REPEAT_CHECK)
-            .values_list("criterion__key", "choice")
         )
+        earlier = {c.key: by_criterion.get(c.pk, Choice.SKIP) for c in state.study.criteria}
         # Same pair, sides swapped: every answer given both times must name the same variant
         # (or tie) again. "Can't judge" either time says nothing, so it is left out; a check
         # with nothing left to compare is inconclusive and counts neither way.
         compared = [
             choice == earlier[key]
             for key, choice in choices.items()
-            if choice != Choice.SKIP and earlier.get(key, Choice.SKIP) != Choice.SKIP
+            if choice != Choice.SKIP and earlier[key] != Choice.SKIP
         ]
         return all(compared) if compared else None
     return None
 
 
-def _participation_record_vote(*, study: Study, rater: Rater, vote: Vote, now: datetime) -> None:
-    """Count the vote's checks, flag the rater past the allowance, note a met quota."""
-    participation = participation_ensure(study=study, rater=rater)
-    rows = Participation.objects.filter(pk=participation.pk)
-    # A vote under the minimum time is a failed check whatever its answers.
-    failed = vote.too_fast or vote.check_passed is False
-    if failed:
-        rows.update(checks_failed=F("checks_failed") + 1)
-        rows.filter(flagged=False, checks_failed__gt=study.max_failed_checks).update(flagged=True)
-    elif vote.check_passed:
-        rows.update(checks_passed=F("checks_passed") + 1)
-    if vote.kind == AssignmentKind.PAIR and _regular_votes(study=study, rater=rater) >= (
-        study.pairs_per_rater
-    ):
-        rows.filter(completed_at__isnull=True).update(completed_at=now)
-        # Done: whatever else was reserved for this rater goes back to the pool.
-        _assignments_open(study=study, rater=rater).update(expires_at=now)
-        return
-    _assignment_clock_start(study=study, rater=rater, now=now)
+def _coverage_paths(*, prompt_path: str, vote_paths: Iterable[str]) -> set[str]:
+    # Every cohort that holds one of the vote's labels and can count toward the pair's prompt.
+    return {
+        ancestor
+        for path in vote_paths
+        for ancestor in cohort_path_ancestors(path)
+        if cohort_path_contains(ancestor, prompt_path)
+        or cohort_path_contains(prompt_path, ancestor)
+    }
 
 
-def _assignment_clock_start(*, study: Study, rater: Rater, now: datetime) -> None:
-    # The next pair was reserved (and its images prefetched) while the last one was on screen;
-    # its time on task starts now, when it is the one shown.
-    upcoming = _assignments_open(study=study, rater=rater).order_by("served_at").first()
-    if upcoming is not None:
-        Assignment.objects.filter(pk=upcoming.pk).update(served_at=now, expires_at=_expiry(now))
+def _coverage_count(
+    *, study_id: int, pair_id: int, target: int, prompt_path: str, vote_paths: Iterable[str]
+) -> tuple[str, dict]:
+    """Return the statement and parameters that count one regular vote in its pair's coverage.
 
+    The vote adds one on the row of every cohort holding one of its labels, ancestors included,
+    that is related to the prompt's cohort (made if missing); a vote with no such label is an
+    out-group vote and adds one to `outgroup_votes` on the row of the prompt's root culture.
+    Rows are taken in path order, so concurrent votes on a pair lock them in the same order.
 
-def _attention_check_due(*, study: Study, rater: Rater) -> bool:
-    """Say whether the next assignment should be a check: when checks fall behind the rate.
-
-    A counter, not a coin: with a rate of 0.1 the 10th, 20th, … assignments are checks. Two
-    checks never follow each other, so a rate above one half acts as one half.
+    A row never counts past the target. A vote on a reservation that timed out while others
+    filled the pair, or a sub-culture's vote on a pair its culture had filled (a Tamil vote
+    counts in India too, and Tamil has a target of its own), is stored and scored like any
+    other; it only fills no place that was not open. The rows count places filled, which is
+    what assignment reads them for.
     """
-    rate = study.attention_check_rate
-    if rate <= 0:
-        return False
-    served = Assignment.objects.filter(rater=rater, pair__study=study)
-    last = served.order_by("-served_at").values_list("kind", flat=True).first()
-    if last is None or last != AssignmentKind.PAIR:
-        return False
-    checks = served.exclude(kind=AssignmentKind.PAIR).count()
-    return checks + 1 <= rate * (served.count() + 1) + 1e-9
+    paths = _coverage_paths(prompt_path=prompt_path, vote_paths=vote_paths)
+    in_group = 1 if paths else 0
+    if not paths:
+        paths = {cohort_path_ancestors(prompt_path)[0]}
+    t = _db_tables()
+    params = {
+        "study": study_id,
+        "pair": pair_id,
+        "in_group": in_group,
+        "out_group": 1 - in_group,
+        "target": target,
+    }
+    paths_in = selectors.sql_list("path", sorted(paths), params)
+    sql = f"""
+        INSERT INTO {t["coverage"]} AS coverage
+            (study_id, pair_id, cohort_id, votes, outgroup_votes)
+        SELECT %(study)s, %(pair)s, cohort.id, %(in_group)s, %(out_group)s
+        FROM {t["cohort"]} cohort WHERE cohort.path IN {paths_in} ORDER BY cohort.path
+        ON CONFLICT (pair_id, cohort_id) DO UPDATE SET
+            votes = CASE WHEN coverage.votes < %(target)s
+                THEN coverage.votes + excluded.votes ELSE coverage.votes END,
+            outgroup_votes = CASE WHEN coverage.outgroup_votes < %(target)s
+                THEN coverage.outgroup_votes + excluded.outgroup_votes
+                ELSE coverage.outgroup_votes END
+    """
+    return sql, params
 
 
-def _identical_check_serve(*, study: Study, rater: Rater, now: datetime) -> Assignment | None:
-    """Serve one done image of an in-group prompt twice, as a check pair made on demand."""
-    cohort_paths = rater.cohort_paths()
-    if not cohort_paths:
-        return None
-    sources = (
-        Pair.objects.filter(study=study, is_attention_check=False)
-        .filter(_in_group_filter(cohort_paths))
-        .select_related("image_a", "image_b")
-        .order_by("?")
-    )
-    for source in sources[:5]:
-        image = secrets.choice([source.image_a, source.image_b])
-        check_pair, _ = Pair.objects.get_or_create(
-            image_a=image,
-            image_b=image,
-            defaults={
-                "study": study,
-                "prompt_id": source.prompt_id,
-                "seed": source.seed,
-                "variant_a_id": image.variant_id,
-                "variant_b_id": image.variant_id,
-                "is_attention_check": True,
-            },
+def _vote_store(
+    *,
+    state: RatingState,
+    served: ServedPair,
+    answers: Mapping[str, str],
+    comment: str,
+    now: datetime,
+) -> Vote:
+    """Store a vote on an open assignment and return it. `state` is brought up to date.
+
+    With it, in the same statement: a regular vote is counted in its pair's coverage, the
+    reservation ends, the participation counts the vote's checks (a vote under the minimum
+    time is a failed check whatever its answers) and flags the rater past the allowance, a met
+    quota is marked (and whatever else was reserved goes back to the pool), and the clock of
+    the pair reserved after this one starts: its images were fetched while this one was on
+    screen, and its time on task starts now.
+    """
+    study = state.study
+    choices = _choices(state, served, answers)
+    if len(comment) > 2000:
+        raise VoteRefused(gettext("The comment is longer than 2000 characters."))
+    elapsed_ms = int((now - served.served_at).total_seconds() * 1000)
+    time_on_task_ms = max(0, min(elapsed_ms, MAX_TIME_ON_TASK_MS))
+    too_fast = time_on_task_ms < study.min_seconds_per_pair * 1000
+    check_passed = _check_passed(state, served, choices)
+    failed = too_fast or check_passed is False
+    regular = served.kind == AssignmentKind.PAIR
+    completed = regular and state.regular_votes + 1 >= study.pairs_per_rater
+    others = [other for other in state.open if other.pk != served.pk]
+    upcoming = None if completed or not others else others[0]
+    ended = [served.pk, *(other.pk for other in others if completed or other is upcoming)]
+    if state.participation_id is None:
+        Participation.objects.get_or_create(study_id=study.pk, rater_id=state.rater_id)
+    t = _db_tables()
+    params = {
+        "study": study.pk,
+        "pair": served.pair_id,
+        "rater": state.rater_id,
+        "shown_left": served.shown_left,
+        "source": VoteSource.BROWSER.value,
+        "cohort_paths": json.dumps(state.cohort_paths),
+        "time_on_task_ms": time_on_task_ms,
+        "comment": comment.strip(),
+        "kind": served.kind,
+        "check_passed": check_passed,
+        "too_fast": too_fast,
+        "now": db_datetime(now),
+        "upcoming": db_uuid(upcoming.pk) if upcoming else None,
+        "renewed": db_datetime(_expiry(now)),
+        "failed": int(failed),
+        "passed": int(not failed and bool(check_passed)),
+        "allowed": study.max_failed_checks,
+        "completed": completed,
+    }
+    answer_rows = []
+    for index, criterion in enumerate(study.criteria):
+        params[f"criterion_{index}"] = criterion.pk
+        params[f"choice_{index}"] = choices[criterion.key]
+        answer_rows.append(f"({{first}}, %(criterion_{index})s, %(choice_{index})s)")
+    ended_in = selectors.sql_list("ended", [db_uuid(pk) for pk in ended], params)
+    then = [
+        f"""INSERT INTO {t["answer"]} (vote_id, criterion_id, choice)
+            VALUES {", ".join(answer_rows)}""",
+        f"""UPDATE {t["assignment"]} SET
+                served_at = CASE WHEN id = %(upcoming)s THEN %(now)s ELSE served_at END,
+                expires_at = CASE WHEN id = %(upcoming)s THEN %(renewed)s ELSE %(now)s END
+            WHERE id IN {ended_in}""",
+        f"""UPDATE {t["participation"]} SET
+                checks_failed = checks_failed + %(failed)s,
+                checks_passed = checks_passed + %(passed)s,
+                flagged = (flagged OR (%(failed)s > 0
+                    AND checks_failed + %(failed)s > %(allowed)s)),
+                completed_at = CASE WHEN %(completed)s AND completed_at IS NULL
+                    THEN %(now)s ELSE completed_at END
+            WHERE study_id = %(study)s AND rater_id = %(rater)s""",
+    ]
+    if regular:
+        coverage, coverage_params = _coverage_count(
+            study_id=study.pk,
+            pair_id=served.pair_id,
+            target=study.raters_per_pair,
+            prompt_path=served.prompt_cohort_path,
+            vote_paths=state.cohort_paths,
         )
-        if Assignment.objects.filter(rater=rater, pair=check_pair).exists():
-            continue
-        try:
-            with transaction.atomic():
-                return Assignment.objects.create(
-                    rater=rater,
-                    pair=check_pair,
-                    kind=AssignmentKind.IDENTICAL_CHECK,
-                    shown_left=Side.A,
-                    expires_at=_expiry(now),
-                )
-        except IntegrityError:
-            continue
-    return None
-
-
-def _repeat_check_serve(*, study: Study, rater: Rater, now: datetime) -> Assignment | None:
-    """Serve again, sides swapped, a pair the rater voted on earlier (not the last one served)."""
-    first_votes = Vote.objects.filter(rater=rater, pair=OuterRef("pair"), kind=AssignmentKind.PAIR)
-    repeats = Assignment.objects.filter(
-        rater=rater, pair=OuterRef("pair"), kind=AssignmentKind.REPEAT_CHECK
-    )
-    # The same pair twice in a row is too easy to spot: never repeat the one served last.
-    latest_pair_id = (
-        Assignment.objects.filter(rater=rater, pair__study=study)
-        .order_by("-served_at")
-        .values_list("pair_id", flat=True)
-        .first()
-    )
-    earlier = (
-        Assignment.objects.filter(rater=rater, pair__study=study, kind=AssignmentKind.PAIR)
-        .filter(Exists(first_votes))
-        .exclude(Exists(repeats))
-        .exclude(pair_id=latest_pair_id)
-        .order_by("served_at")
-        .first()
-    )
-    if earlier is None:
-        return None
-    return Assignment.objects.create(
-        rater=rater,
-        pair_id=earlier.pair_id,
-        kind=AssignmentKind.REPEAT_CHECK,
-        repeat_of=earlier,
-        shown_left=Side.B if earlier.shown_left == Side.A else Side.A,
-        expires_at=_expiry(now),
-    )
-
-
-def _attention_check_serve(*, study: Study, rater: Rater, now: datetime) -> Assignment | None:
-    # Alternate the two kinds; a repeat needs an earlier vote, so it may have to wait.
-    kinds = Assignment.objects.filter(rater=rater, pair__study=study)
-    identical = kinds.filter(kind=AssignmentKind.IDENTICAL_CHECK).count()
-    repeats = kinds.filter(kind=AssignmentKind.REPEAT_CHECK).count()
-    order = [_identical_check_serve, _repeat_check_serve]
-    if repeats < identical:
-        order.reverse()
-    for serve in order:
-        assignment = serve(study=study, rater=rater, now=now)
-        if assignment is not None:
-            return assignment
-    return None
-
-
-def _assignment_new(*, study: Study, rater: Rater, now: datetime) -> Assignment | None:
-    if _attention_check_due(study=study, rater=rater):
-        check = _attention_check_serve(study=study, rater=rater, now=now)
-        if check is not None:
-            return check
-    return pair_assign(study=study, rater=rater, now=now)
-
-
-def assignment_for_rater(
-    *, study: Study, rater: Rater, now: datetime | None = None
-) -> Assignment | None:
-    """Return what the rater rates now: their open assignment, else a due check, else a pair.
-
-    None once the rater has voted the study's quota of regular pairs, or when nothing is left.
+        then.insert(1, coverage)
+        params.update(coverage_params)
+    first = f"""
+        INSERT INTO {t["vote"]} (study_id, pair_id, rater_id, shown_left, source, cohort_paths,
+            time_on_task_ms, comment, kind, check_passed, too_fast, created_at)
+        VALUES (%(study)s, %(pair)s, %(rater)s, %(shown_left)s, %(source)s, %(cohort_paths)s,
+            %(time_on_task_ms)s, %(comment)s, %(kind)s, %(check_passed)s, %(too_fast)s, %(now)s)
+        RETURNING id
     """
-    now = now or timezone.now()
-    if _regular_votes(study=study, rater=rater) >= study.pairs_per_rater:
-        return None
-    current = (
-        _assignments_open(study=study, rater=rater)
-        .select_related(*_PAGE_RELATED)
-        .order_by("served_at")
-        .first()
+    try:
+        with _savepoint_if_nested():
+            (vote_id,) = selectors.sql_chain(first, then, params)
+    except IntegrityError as exc:
+        raise VoteRefused(gettext("You have already voted on this pair."), status=409) from exc
+    vote = _vote_saved(
+        id=vote_id,
+        study_id=study.pk,
+        pair_id=served.pair_id,
+        rater_id=state.rater_id,
+        shown_left=served.shown_left,
+        source=VoteSource.BROWSER.value,
+        cohort_paths=state.cohort_paths,
+        time_on_task_ms=time_on_task_ms,
+        comment=params["comment"],
+        kind=served.kind,
+        check_passed=check_passed,
+        too_fast=too_fast,
+        created_at=now,
     )
-    if current is not None:
-        current.expires_at = _expiry(now)
-        Assignment.objects.filter(pk=current.pk).update(expires_at=current.expires_at)
-        return current
-    return _assignment_new(study=study, rater=rater, now=now)
-
-
-def assignment_reserve_next(
-    *, study: Study, rater: Rater, current: Assignment, now: datetime | None = None
-) -> Assignment | None:
-    """Reserve the assignment that follows `current`, so its images can be fetched early.
-
-    Nothing is reserved when voting on `current` may meet the rater's quota.
-    """
-    now = now or timezone.now()
-    open_assignments = _assignments_open(study=study, rater=rater)
-    upcoming = (
-        open_assignments.exclude(pk=current.pk)
-        .select_related(*_PAGE_RELATED)
-        .order_by("served_at")
-        .first()
-    )
+    state.regular_votes += regular
+    state.completed = state.completed or completed
+    state.open = [] if completed else others
     if upcoming is not None:
-        # Still held for this rater while the pair before it is rated.
-        upcoming.expires_at = _expiry(now)
-        Assignment.objects.filter(pk=upcoming.pk).update(expires_at=upcoming.expires_at)
-        return upcoming
-    regular_open = open_assignments.filter(kind=AssignmentKind.PAIR).count()
-    if _regular_votes(study=study, rater=rater) + regular_open >= study.pairs_per_rater:
-        return None
-    return _assignment_new(study=study, rater=rater, now=now)
+        started = replace(upcoming, served_at=now, expires_at=_expiry(now))
+        state.open[0] = started
+        state.served.shown(started)
+    return vote
+
+
+def _vote_saved(**values) -> Vote:
+    """Return the Vote just stored, and tell post_save's receivers, as Vote.save() would.
+
+    The vote is written in SQL, not saved through the model; the receivers (scores marked
+    stale after a vote, see ratings.signals) must hear of it all the same.
+    """
+    names = [field.attname for field in Vote._meta.concrete_fields]
+    vote = Vote.from_db(connection.alias, names, [values[name] for name in names])
+    post_save.send(
+        sender=Vote,
+        instance=vote,
+        created=True,
+        update_fields=None,
+        raw=False,
+        using=vote._state.db,
+    )
+    return vote
+
+
+@contextmanager
+def _savepoint_if_nested() -> Iterator[None]:
+    """Give a statement a savepoint inside a caller's transaction, and no transaction outside.
+
+    One statement is atomic on its own in autocommit mode; BEGIN and COMMIT around every vote
+    would be two more round trips. Inside a caller's transaction a savepoint keeps a failed
+    statement (a vote posted twice) from breaking the caller's transaction.
+    """
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            yield
+    else:
+        yield
+
+
+def vote_submit(
+    *,
+    state: RatingState,
+    assignment_id: object,
+    answers: Mapping[str, str],
+    comment: str = "",
+    now: datetime | None = None,
+) -> RatingNext:
+    """Store the rater's answers to a pair they were served; return what they rate next.
+
+    `answers` maps each criterion key to "1" (Image 1, on the left), "2", "tie" or "skip",
+    stored in variant terms. The pair after it is the one reserved while this one was on
+    screen (its images are fetched already); a new one is reserved to follow it.
+    """
+    now = now or timezone.now()
+    served = _served_open(state, assignment_id)
+    _vote_store(state=state, served=served, answers=answers, comment=comment, now=now)
+    return rating_next(state=state, now=now, renewed=[started.pk for started in state.open[:1]])
+
+
+def skip_submit(
+    *,
+    state: RatingState,
+    assignment_id: object,
+    reason: str,
+    note: str = "",
+    now: datetime | None = None,
+) -> RatingNext:
+    """Mark an assignment skipped with the rater's reason; return what they rate next.
+
+    The pair goes back to the pool, and the skipped assignment stays, so the pair is never
+    served to this rater again. Skipping an attention check fails it: the skip form is on every
+    pair (offering it on some only would tell checks apart), and skipping every odd-looking
+    pair must not be a way past the checks.
+    """
+    now = now or timezone.now()
+    served = _served_open(state, assignment_id, skipping=True)
+    if reason not in SKIP_REASONS:
+        raise VoteRefused(gettext("Choose why you skip this pair."))
+    note = " ".join(note.split())[:SKIP_NOTE_MAX]
+    others = [other for other in state.open if other.pk != served.pk]
+    upcoming = others[0] if others else None
+    check = served.kind != AssignmentKind.PAIR
+    if check and state.participation_id is None:
+        Participation.objects.get_or_create(study_id=state.study.pk, rater_id=state.rater_id)
+    t = _db_tables()
+    first = f"""
+        UPDATE {t["assignment"]} SET skipped_at = %(now)s, skip_reason = %(reason)s,
+            expires_at = %(now)s
+        WHERE id = %(skipped)s AND skipped_at IS NULL
+        RETURNING id
+    """
+    then = [
+        f"""UPDATE {t["assignment"]} SET served_at = %(now)s, expires_at = %(renewed)s
+            WHERE id = %(upcoming)s AND {{first}} IS NOT NULL""",
+        f"""UPDATE {t["participation"]} SET checks_failed = checks_failed + 1,
+                flagged = (flagged OR checks_failed + 1 > %(allowed)s)
+            WHERE %(check)s AND study_id = %(study)s AND rater_id = %(rater)s
+                AND {{first}} IS NOT NULL""",
+    ]
+    params = {
+        "now": db_datetime(now),
+        "reason": f"other: {note}" if reason == "other" and note else reason,
+        "skipped": db_uuid(served.pk),
+        "upcoming": db_uuid(upcoming.pk) if upcoming else None,
+        "renewed": db_datetime(_expiry(now)),
+        "check": check,
+        "allowed": state.study.max_failed_checks,
+        "study": state.study.pk,
+        "rater": state.rater_id,
+    }
+    with _savepoint_if_nested():
+        skipped = selectors.sql_chain(first, then, params)
+    if skipped is None:
+        raise VoteRefused(gettext("You skipped this pair already."), status=409)
+    state.open = others
+    if upcoming is not None:
+        started = replace(upcoming, served_at=now, expires_at=_expiry(now))
+        state.open[0] = started
+        state.served.shown(started)
+    return rating_next(state=state, now=now, renewed=[started.pk for started in state.open[:1]])
+
+
+def _state_of_assignment(*, rater: Rater, assignment_id: object) -> tuple[RatingState, object]:
+    """Return the RatingState of the study an assignment of the rater's belongs to."""
+    try:
+        assignment_pk = uuid.UUID(str(assignment_id))
+    except ValueError as exc:
+        raise VoteRefused(gettext("This pair was not served to you."), status=404) from exc
+    study_id = (
+        Assignment.objects.filter(pk=assignment_pk, rater=rater)
+        .values_list("pair__study_id", flat=True)
+        .first()
+    )
+    if study_id is None:
+        raise VoteRefused(gettext("This pair was not served to you."), status=404)
+    state = selectors.rating_state(user_id=rater.user_id, study_id=study_id)
+    assert state is not None
+    return state, assignment_pk
+
+
+def vote_cast(
+    *,
+    rater: Rater,
+    assignment_id: object,
+    answers: Mapping[str, str],
+    comment: str = "",
+    now: datetime | None = None,
+) -> Vote:
+    """Store a rater's answers to a pair they were served, translated from screen sides.
+
+    `answers` maps each criterion key to "1" (Image 1, on the left), "2", "tie" or "skip".
+    An attention check is marked passed or failed as it is stored, every vote gets the time
+    check, and the rater's participation counts both and flags the rater past the allowance.
+    For callers outside a request; the vote view calls vote_submit.
+    """
+    state, assignment_pk = _state_of_assignment(rater=rater, assignment_id=assignment_id)
+    served = _served_open(state, assignment_pk)
+    return _vote_store(
+        state=state, served=served, answers=answers, comment=comment, now=now or timezone.now()
+    )
 
 
 def assignment_skip(
@@ -539,29 +735,180 @@ def assignment_skip(
     note: str = "",
     now: datetime | None = None,
 ) -> Assignment:
-    """Mark an assignment skipped with the rater's reason; the pair goes back to the pool.
+    """Skip an assignment with the rater's reason (see skip_submit); return it, skipped."""
+    state, assignment_pk = _state_of_assignment(rater=rater, assignment_id=assignment_id)
+    skip_submit(state=state, assignment_id=assignment_pk, reason=reason, note=note, now=now)
+    return Assignment.objects.get(pk=assignment_pk)
 
-    The skipped assignment stays, so the pair is never served to this rater again.
+
+def _open_or(state: RatingState, now: datetime, serve) -> ServedPair | None:
+    if state.open:
+        _assignments_renew([state.open[0].pk], now=now)
+        return replace(state.open[0], expires_at=_expiry(now))
+    return serve(state=state, now=now)
+
+
+def assignment_for_rater(
+    *, study: Study, rater: Rater, now: datetime | None = None
+) -> Assignment | None:
+    """Return what the rater rates now: their open assignment, else a due check, else a pair.
+
+    None once the rater has voted the study's quota of regular pairs, or when nothing is left.
     """
     now = now or timezone.now()
-    assignment = _assignment_of_rater(rater=rater, assignment_id=assignment_id)
-    if not assignment.pair.study.active:
-        raise VoteRefused(gettext("This study is closed."), status=409)
-    if reason not in SKIP_REASONS:
-        raise VoteRefused(gettext("Choose why you skip this pair."))
-    note = " ".join(note.split())[:SKIP_NOTE_MAX]
-    if _assignment_voted(assignment=assignment):
-        raise VoteRefused(gettext("You have already voted on this pair."), status=409)
-    skip_reason = f"other: {note}" if reason == "other" and note else reason
-    with transaction.atomic():
-        skipped = Assignment.objects.filter(pk=assignment.pk, skipped_at__isnull=True).update(
-            skipped_at=now, skip_reason=skip_reason, expires_at=now
+    state = selectors.rating_state_of(study=study, rater=rater, now=now)
+    if state.progress.quota_met:
+        return None
+    current = _open_or(state, now, _assignment_new)
+    return _assignment_instance(current, rater_id=rater.pk) if current else None
+
+
+def assignment_next(
+    *, study: Study, rater: Rater, now: datetime | None = None
+) -> Assignment | None:
+    """Serve the rater a pair: their open one, else a new regular pair (never a check)."""
+    now = now or timezone.now()
+    state = selectors.rating_state_of(study=study, rater=rater, now=now)
+    current = _open_or(state, now, _pair_reserve)
+    return _assignment_instance(current, rater_id=rater.pk) if current else None
+
+
+# Attention checks: one image twice, or an earlier pair again with sides swapped.
+
+
+def _attention_check_due(state: RatingState) -> bool:
+    """Say whether the next assignment should be a check: when checks fall behind the rate.
+
+    A counter, not a coin: with a rate of 0.1 the 10th, 20th, … assignments are checks. Two
+    checks never follow each other, so a rate above one half acts as one half.
+    """
+    rate = state.study.attention_check_rate
+    served = state.served
+    if rate <= 0 or served.last_kind != AssignmentKind.PAIR:
+        return False
+    return served.checks + 1 <= rate * (served.total + 1) + 1e-9
+
+
+def _identical_check_sources(state: RatingState, now: datetime) -> Iterator[int]:
+    """Yield pairs whose images may make the rater's next identical check, a few at most.
+
+    First from the rater's own pool, read as assignment reads it (a range of the coverage
+    index, never a scan of the study's pairs); then, if those are spent or were made into
+    checks for this rater already, from pairs the rater voted on (their votes, by index).
+    """
+    chooser = secrets.SystemRandom()
+    for pool in _in_group_pools(state):
+        window = _pool_window(state, pool, now=now, mode="any")
+        if window:
+            yield from chooser.sample([row[1] for row in window], min(3, len(window)))
+            break
+    voted = selectors.sql_fetchall(
+        f"""SELECT pair_id FROM {Vote._meta.db_table} WHERE rater_id = %(rater)s
+            AND study_id = %(study)s AND kind = %(kind)s ORDER BY id DESC LIMIT 8""",
+        {"rater": state.rater_id, "study": state.study.pk, "kind": AssignmentKind.PAIR.value},
+    )
+    yield from chooser.sample([pair_id for (pair_id,) in voted], min(3, len(voted)))
+
+
+def _identical_check_serve(state: RatingState, now: datetime) -> ServedPair | None:
+    """Serve one image of an in-group pair twice, as a check pair made on demand (or reused)."""
+    t = _db_tables()
+    for source in _identical_check_sources(state, now):
+        image = selectors.sql_fetchone(
+            f"SELECT image_a_id, image_b_id FROM {t['pair']} WHERE id = %(source)s",
+            {"source": source},
+        )[secrets.randbelow(2)]
+        params = {
+            "image": image,
+            "study": state.study.pk,
+            "now": db_datetime(now),
+            "new_id": db_uuid(uuid.uuid4()),
+            "rater": state.rater_id,
+            "kind": AssignmentKind.IDENTICAL_CHECK.value,
+            "left": Side.A.value,
+            "served_at": db_datetime(_served_at(state, now)),
+            "expires_at": db_datetime(_expiry(now)),
+        }
+        with selectors.sql_cursor() as cursor:
+            # The check pair of this image, made once and shared by every rater it is served to.
+            cursor.execute(
+                f"""INSERT INTO {t["pair"]} (study_id, prompt_id, seed, image_a_id, image_b_id,
+                        variant_a_id, variant_b_id, is_attention_check, external_id, created_at)
+                    SELECT %(study)s, image.prompt_id, image.seed, image.id, image.id,
+                        image.variant_id, image.variant_id, %(check)s, '', %(now)s
+                    FROM {t["image"]} image WHERE image.id = %(image)s
+                    ON CONFLICT (image_a_id, image_b_id) DO NOTHING""",
+                {**params, "check": True},
+            )
+        served = _served_insert(
+            f"""INSERT INTO {t["assignment"]} ({_ASSIGNMENT_COLUMNS})
+                SELECT %(new_id)s, %(rater)s, check_pair.id, %(kind)s, NULL, NULL, %(left)s,
+                    %(served_at)s, %(expires_at)s, NULL, ''
+                FROM {t["pair"]} check_pair
+                WHERE check_pair.image_a_id = %(image)s AND check_pair.image_b_id = %(image)s
+                ON CONFLICT DO NOTHING""",
+            params,
         )
-        if not skipped:
-            raise VoteRefused(gettext("You skipped this pair already."), status=409)
-        _assignment_clock_start(study=assignment.pair.study, rater=rater, now=now)
-    assignment.refresh_from_db()
-    return assignment
+        if served is not None:  # else the rater had this check already
+            return _served_note(state, served)
+    return None
+
+
+def _repeat_check_serve(state: RatingState, now: datetime) -> ServedPair | None:
+    """Serve again, sides swapped, a pair the rater voted on earlier (not the last one served).
+
+    The same pair twice in a row is too easy to spot: the one served last is never repeated.
+    """
+    t = _db_tables()
+    pair_kind, repeat = AssignmentKind.PAIR.value, AssignmentKind.REPEAT_CHECK.value
+    served = _served_insert(
+        f"""INSERT INTO {t["assignment"]} ({_ASSIGNMENT_COLUMNS})
+            SELECT %(new_id)s, %(rater)s, earlier.pair_id, '{repeat}', earlier.id, NULL,
+                CASE WHEN earlier.shown_left = 'a' THEN 'b' ELSE 'a' END, %(served_at)s,
+                %(expires_at)s, NULL, ''
+            FROM (
+                SELECT a.id, a.pair_id, a.shown_left FROM {t["assignment"]} a
+                JOIN {t["pair"]} p ON p.id = a.pair_id
+                WHERE a.rater_id = %(rater)s AND p.study_id = %(study)s
+                    AND a.kind = '{pair_kind}' AND a.pair_id <> %(latest)s
+                    AND EXISTS (SELECT 1 FROM {t["vote"]} v WHERE v.rater_id = a.rater_id
+                        AND v.pair_id = a.pair_id AND v.kind = '{pair_kind}')
+                    AND NOT EXISTS (SELECT 1 FROM {t["assignment"]} r
+                        WHERE r.rater_id = a.rater_id AND r.pair_id = a.pair_id
+                            AND r.kind = '{repeat}')
+                ORDER BY a.served_at LIMIT 1
+            ) earlier
+            WHERE 1 = 1""",
+        {
+            "new_id": db_uuid(uuid.uuid4()),
+            "rater": state.rater_id,
+            "study": state.study.pk,
+            "latest": state.served.last_pair_id or 0,
+            "served_at": db_datetime(_served_at(state, now)),
+            "expires_at": db_datetime(_expiry(now)),
+        },
+    )
+    return _served_note(state, served) if served is not None else None
+
+
+def _attention_check_serve(state: RatingState, now: datetime) -> ServedPair | None:
+    # Alternate the two kinds; a repeat needs an earlier vote, so it may have to wait.
+    order = [_identical_check_serve, _repeat_check_serve]
+    if state.served.repeats < state.served.identical:
+        order.reverse()
+    for serve in order:
+        served = serve(state, now)
+        if served is not None:
+            return served
+    return None
+
+
+def _assignment_new(*, state: RatingState, now: datetime) -> ServedPair | None:
+    if _attention_check_due(state):
+        check = _attention_check_serve(state, now)
+        if check is not None:
+            return check
+    return _pair_reserve(state=state, now=now)
 
 
 # Entry: how a rater comes into a study (sign-up, panel links, invites), the cohorts they
@@ -845,9 +1192,12 @@ def participation_complete(
 # PairCoverage keeps, for every regular pair, one row per cohort the pair can count toward: the
 # prompt's cohort, its ancestors, and the study's cohorts below it. `votes` on the row of cohort
 # C counts the regular votes of raters in C or below it (an india:tamil vote counts in india
-# too); `outgroup_votes` on the row of the prompt's root culture counts votes of raters from
-# other cultures. A rater of cohort R is served from the rows of R, fewest votes first, through
-# the index (study, cohort, votes, pair): a range read, never a scan of the study's pairs.
+# too), up to the study's target; `outgroup_votes` on the row of the prompt's root culture
+# counts votes of raters from other cultures. A rater of cohort R is served from the rows of R,
+# fewest votes first, through the index (study, cohort, votes, pair): a range read, never a
+# scan of the study's pairs. A rater whose cohort is not in the study (india:tamil in a study
+# of india) is served from the rows of its nearest ancestor that is, among the prompts related
+# to their own cohort.
 #
 # Reservations are not counted in the rows: a live reservation is an assignment neither voted
 # on, skipped nor expired (voting and skipping set expires_at to their time), so an expired one
@@ -864,15 +1214,17 @@ ASSIGN_ROUNDS = 3  # fresh looks when every pair seen was taken by concurrent ra
 class _Pool:
     """Coverage rows a rater's next pair may come from, and what an assignment from them counts.
 
-    In-group: the rows of one of the rater's cohorts, by `votes`; the assignment counts toward
-    that cohort, and reservations toward it or a cohort below it fill its places. Out-group: the
-    rows of another root culture, by `outgroup_votes`; the assignment counts toward no cohort.
+    In-group: the rows of one cohort by `votes`; the assignment counts toward that cohort, and
+    reservations toward it or a cohort below it fill its places; `only_for` keeps to prompts
+    related to a rater cohort that is not in the study itself. Out-group: the rows of another
+    root culture, by `outgroup_votes`; the assignment counts toward no cohort.
     """
 
     cohort_id: int
     counter: str
     counts_toward: int | None
     rater_path: str | None
+    only_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -884,82 +1236,175 @@ class _Candidate:
     tie: float
 
 
-def _reservations_live(*, pool: _Pool, now: datetime):
-    """Return the live reservations that fill the pool's places on a pair once voted.
+def _live_sql(pool: _Pool, pair: str, params: dict) -> str:
+    """Return `FROM … WHERE …` of the live reservations of `pair` that fill the pool's places.
 
-    Live: neither voted on, skipped nor expired (a vote and a skip set expires_at to their
-    time). In-group, a reservation toward the pool's cohort or one below it fills a place, as
-    its vote will count in the pool's row; out-group, one toward no cohort.
+    In-group, a reservation toward the pool's cohort or one below it, as its vote will count
+    in the pool's row; out-group, one toward no cohort.
     """
-    live = Assignment.objects.filter(
-        kind=AssignmentKind.PAIR, expires_at__gt=now, skipped_at__isnull=True
-    )
+    t = _db_tables()
     if pool.rater_path is None:
-        return live.filter(cohort__isnull=True)
-    return live.filter(
-        Q(cohort__path=pool.rater_path) | Q(cohort__path__startswith=pool.rater_path + ":")
+        filling = "live.cohort_id IS NULL"
+    else:
+        params.update(
+            filling_path=pool.rater_path,
+            filling_length=len(pool.rater_path) + 1,
+            filling_subtree=pool.rater_path + ":",
+        )
+        subtree = (
+            f"SELECT id FROM {t['cohort']} WHERE path = %(filling_path)s "
+            "OR substr(path, 1, %(filling_length)s) = %(filling_subtree)s"
+        )
+        # On PostgreSQL an array built once per statement: as a plain IN the planner probed
+        # the assignments' cohort index per pair, or joined the cohorts per pair (3 times the cost).
+        filling = (
+            f"live.cohort_id = ANY(ARRAY({subtree}))"
+            if selectors.on_postgresql()
+            else f"live.cohort_id IN ({subtree})"
+        )
+    params["live_kind"] = AssignmentKind.PAIR.value
+    return (
+        f"FROM {t['assignment']} live WHERE live.pair_id = {pair} "
+        "AND live.kind = %(live_kind)s AND live.expires_at > %(now)s "
+        f"AND live.skipped_at IS NULL AND {filling}"
     )
 
 
 def _pool_window(
-    *, study: Study, rater: Rater, pool: _Pool, now: datetime, unreserved: bool = False
+    state: RatingState, pool: _Pool, *, now: datetime, mode: str = "load"
 ) -> list[tuple[int, int, int, int]]:
-    """Return the pool's least voted rows below target as (row, pair, votes, reserved).
+    """Return some of the pool's least voted rows below target as (row, pair, votes, reserved).
 
-    A range of the index (study, cohort, votes, pair), read in order and stopped at the
-    window's end; per row, the pair's flag, the rater's own assignment and the live
-    reservations are probed by primary key and the assignments' indexes. In SQL rather than
-    the ORM: this runs for every page a rater sees, and compiling it cost more than running it.
-    `unreserved` leaves out pairs with a live reservation that fills the pool's places.
+    See _pool_window_sql.
     """
-    if pool.rater_path is None:
-        filling, filling_params = "live.cohort_id IS NULL", []
-    else:
-        filling = (
-            f"live.cohort_id IN (SELECT id FROM {Cohort._meta.db_table} "
-            "WHERE path = %s OR substr(path, 1, %s) = %s)"
-        )
-        subtree = pool.rater_path + ":"
-        filling_params = [pool.rater_path, len(subtree), subtree]
-    live = (
-        f"FROM {Assignment._meta.db_table} live WHERE live.pair_id = coverage.pair_id "
-        f"AND live.kind = %s AND live.expires_at > %s AND live.skipped_at IS NULL AND {filling}"
-    )
-    live_params = [AssignmentKind.PAIR.value, connection.ops.adapt_datetimefield_value(now)]
-    live_params += filling_params
+    sql, params = _pool_window_sql(state, pool, now=now, mode=mode)
+    return selectors.sql_fetchall(sql, params)
+
+
+def _pool_window_sql(
+    state: RatingState, pool: _Pool, *, now: datetime, mode: str = "load"
+) -> tuple[str, dict]:
+    """Return the read of some of the pool's least voted rows below target, and its parameters.
+
+    Its rows are (id, pair_id, counted, reserved): the coverage row, its pair, its votes and
+    the pair's live reservations that fill the pool's places.
+
+    Ranges of the index (study, cohort, votes, pair), read in order and stopped at the
+    window's end. The rater's own assignments are read once, as a hashed set; per row, the
+    pair's flag and its live reservations are probed by primary key and the assignments' pair
+    index, in subqueries rather than joins (planned once for any parameters, a join merged the
+    window with every pair of the study). `mode` "load" counts each pair's live reservations,
+    "any" does not (a check's source image needs no place): both start at a random pair among
+    those with the fewest votes, wrap around to the first, then go on to the next counts, so
+    that concurrent raters read (and lock) different rows rather than all the same few.
+    "unreserved" reads from the
+    very first row and leaves out pairs with a live reservation that fills the pool's places.
+    """
+    t = _db_tables()
+    params: dict = {
+        "now": db_datetime(now),
+        "study": state.study.pk,
+        "cohort": pool.cohort_id,
+        "target": state.study.raters_per_pair,
+        "rater": state.rater_id,
+        "window": ASSIGN_WINDOW,
+    }
+    live = _live_sql(pool, "coverage.pair_id", params)
+    related = ""
+    if pool.only_for is not None:
+        ancestors = selectors.sql_list("related", cohort_path_ancestors(pool.only_for), params)
+        params.update(related_length=len(pool.only_for) + 1, related_subtree=pool.only_for + ":")
+        related = f"""
+            AND (SELECT 1 FROM {t["pair"]} pair JOIN {t["prompt"]} prompt
+                    ON prompt.id = pair.prompt_id
+                JOIN {t["cohort"]} cohort ON cohort.id = prompt.cohort_id
+                WHERE pair.id = coverage.pair_id AND (cohort.path IN {ancestors}
+                    OR substr(cohort.path, 1, %(related_length)s) = %(related_subtree)s)
+            ) IS NOT NULL
+        """
     counter = pool.counter  # a column name of ours, never input
-    reserved = "0" if unreserved else f"(SELECT COUNT(*) {live})"
+    scope = "coverage.study_id = %(study)s AND coverage.cohort_id = %(cohort)s"
+    reserved = f"(SELECT COUNT(*) {live})" if mode == "load" else "0"
+    unreserved = f"AND NOT EXISTS (SELECT 1 {live})" if mode == "unreserved" else ""
+
+    def rows(where: str, order: str) -> str:
+        return f"""
+            SELECT coverage.id AS id, coverage.pair_id AS pair_id, coverage.{counter} AS counted,
+                {reserved} AS reserved
+            FROM {t["coverage"]} coverage
+            WHERE {scope} AND {where}
+                AND coverage.pair_id NOT IN (
+                    SELECT seen.pair_id FROM {t["assignment"]} seen
+                    WHERE seen.rater_id = %(rater)s
+                )
+                AND NOT (SELECT is_attention_check FROM {t["pair"]} WHERE id = coverage.pair_id)
+                {related} {unreserved}
+            ORDER BY {order}
+            LIMIT %(window)s
+        """
+
+    if mode == "unreserved":
+        return rows(
+            f"coverage.{counter} < %(target)s", f"coverage.{counter}, coverage.pair_id"
+        ), params
+    params["fraction"] = random.random()
+    level = "(SELECT level FROM span)"
     sql = f"""
-        SELECT coverage.id, coverage.pair_id, coverage.{counter}, {reserved}
-        FROM {PairCoverage._meta.db_table} coverage
-        JOIN {Pair._meta.db_table} pair ON pair.id = coverage.pair_id
-        WHERE coverage.study_id = %s AND coverage.cohort_id = %s AND coverage.{counter} < %s
-            AND NOT pair.is_attention_check
-            AND NOT EXISTS (
-                SELECT 1 FROM {Assignment._meta.db_table} seen
-                WHERE seen.rater_id = %s AND seen.pair_id = coverage.pair_id
-            )
-            {f"AND NOT EXISTS (SELECT 1 {live})" if unreserved else ""}
-        ORDER BY coverage.{counter}, coverage.pair_id
-        LIMIT %s
+        WITH low AS (
+            SELECT coverage.{counter} AS level FROM {t["coverage"]} coverage
+            WHERE {scope} AND coverage.{counter} < %(target)s
+            ORDER BY coverage.{counter} LIMIT 1
+        ), span AS (
+            SELECT level,
+                (SELECT coverage.pair_id FROM {t["coverage"]} coverage
+                    WHERE {scope} AND coverage.{counter} = low.level
+                    ORDER BY coverage.pair_id LIMIT 1) AS first,
+                (SELECT coverage.pair_id FROM {t["coverage"]} coverage
+                    WHERE {scope} AND coverage.{counter} = low.level
+                    ORDER BY coverage.pair_id DESC LIMIT 1) AS last
+            FROM low
+        ), start AS (
+            SELECT first
+                + CAST(CAST(%(fraction)s AS double precision) * (last - first + 1) AS bigint)
+                AS pair_id
+            FROM span
+        )
+        SELECT * FROM (
+            SELECT * FROM ({
+        rows(
+            f"coverage.{counter} = {level} AND coverage.pair_id >= (SELECT pair_id FROM start)",
+            "coverage.pair_id",
+        )
+    }) AS from_start
+            UNION ALL
+            SELECT * FROM ({
+        rows(
+            f"coverage.{counter} = {level} AND coverage.pair_id < (SELECT pair_id FROM start)",
+            "coverage.pair_id",
+        )
+    }) AS to_start
+            UNION ALL
+            SELECT * FROM ({
+        rows(
+            f"coverage.{counter} > {level} AND coverage.{counter} < %(target)s",
+            f"coverage.{counter}, coverage.pair_id",
+        )
+    }) AS above
+        ) AS window_rows
+        LIMIT %(window)s
     """
-    params = [] if unreserved else list(live_params)
-    params += [study.pk, pool.cohort_id, study.raters_per_pair, rater.pk]
-    params += [*live_params, ASSIGN_WINDOW] if unreserved else [ASSIGN_WINDOW]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+    return sql, params
 
 
-def _pool_candidates(*, study: Study, rater: Rater, pool: _Pool, now: datetime) -> list[_Candidate]:
+def _pool_candidates(state: RatingState, pool: _Pool, *, now: datetime) -> list[_Candidate]:
     """Return pairs of the pool below target, the least loaded among them, in two reads at most.
 
     The first read takes the pool's least voted rows with their live reservations. While
     raters are many, those rows are often reserved already and less loaded pairs lie further
     on: the second read then skips reserved pairs in the database, still in index order.
     """
-    target = study.raters_per_pair
-    window = _pool_window(study=study, rater=rater, pool=pool, now=now)
+    target = state.study.raters_per_pair
+    window = _pool_window(state, pool, now=now)
     candidates = [
         _Candidate(pool, row_id, pair_id, counted + reserved, random.random())
         for row_id, pair_id, counted, reserved in window
@@ -971,7 +1416,7 @@ def _pool_candidates(*, study: Study, rater: Rater, pool: _Pool, now: datetime) 
     if len(window) == ASSIGN_WINDOW and not (
         candidates and min(c.load for c in candidates) <= window[-1][2]
     ):
-        unreserved = _pool_window(study=study, rater=rater, pool=pool, now=now, unreserved=True)
+        unreserved = _pool_window(state, pool, now=now, mode="unreserved")
         candidates += [
             _Candidate(pool, row_id, pair_id, counted, random.random())
             for row_id, pair_id, counted, _ in unreserved
@@ -980,47 +1425,96 @@ def _pool_candidates(*, study: Study, rater: Rater, pool: _Pool, now: datetime) 
 
 
 def _candidate_reserve(
-    *, study: Study, rater: Rater, candidate: _Candidate, now: datetime
-) -> Assignment | None:
-    """Reserve the candidate pair if it is still below target; None if it is taken or full."""
+    state: RatingState, candidate: _Candidate, *, now: datetime
+) -> ServedPair | None:
+    """Reserve the candidate pair if it is still below target; None if it is taken or full.
+
+    Two statements in one transaction: the lock of the pair's coverage row, then the count of
+    its live reservations with the reservation itself (_reserve_insert).
+    """
     pool = candidate.pool
-    try:
-        with transaction.atomic():
-            counted = (
-                PairCoverage.objects.select_for_update(skip_locked=True)
-                .filter(pk=candidate.row_id)
-                .values_list(pool.counter, flat=True)
-                .first()
-            )
-            if counted is None:
-                return None  # another rater is reserving this pair right now
-            # Counted after the lock, in a statement of its own: reservations committed by
-            # whoever held the lock before are seen.
-            reserved = _reservations_live(pool=pool, now=now).filter(pair_id=candidate.pair_id)
-            if counted + reserved.count() >= study.raters_per_pair:
-                return None
-            return Assignment.objects.create(
-                rater=rater,
-                pair_id=candidate.pair_id,
-                kind=AssignmentKind.PAIR,
-                cohort_id=pool.counts_toward,
-                shown_left=secrets.choice(Side.values),
-                expires_at=now + timedelta(minutes=settings.POLYPHONY_ASSIGNMENT_MINUTES),
-            )
-    except IntegrityError:
-        return None  # the same rater asked twice at once and the other request took it
+    with transaction.atomic():
+        locked = selectors.sql_fetchone(
+            f"SELECT {pool.counter} FROM {_db_tables()['coverage']} WHERE id = %(row)s "
+            f"{selectors.sql_for_update_skip_locked()}",
+            {"row": candidate.row_id},
+        )
+        if locked is None:
+            return None  # another rater is reserving this pair right now
+        return _reserve_insert(state, pool, pair_id=candidate.pair_id, counted=locked[0], now=now)
+
+
+def _reserve_insert(
+    state: RatingState, pool: _Pool, *, pair_id: int, counted: int, now: datetime
+) -> ServedPair | None:
+    """Reserve the pair for the rater if its places are not all taken; None if they are.
+
+    Run under the lock of the pair's coverage row, in a statement of its own after the lock:
+    its snapshot then holds the reservations committed by whoever held the lock before.
+    """
+    t = _db_tables()
+    params: dict = {
+        "new_id": db_uuid(uuid.uuid4()),
+        "rater": state.rater_id,
+        "pair": pair_id,
+        "kind": AssignmentKind.PAIR.value,
+        "cohort": pool.counts_toward,
+        "left": secrets.choice(Side.values),  # the coin toss: which side `a` is shown on
+        "served_at": db_datetime(_served_at(state, now)),
+        "expires_at": db_datetime(_expiry(now)),
+        "now": db_datetime(now),
+        "target": state.study.raters_per_pair,
+        "counted": counted,
+    }
+    live = _live_sql(pool, "%(pair)s", params)
+    # None if full, or if the rater took the pair in another request meanwhile.
+    return _served_insert(
+        f"""INSERT INTO {t["assignment"]} ({_ASSIGNMENT_COLUMNS})
+            SELECT %(new_id)s, %(rater)s, %(pair)s, %(kind)s, NULL,
+                CAST(%(cohort)s AS bigint), %(left)s, %(served_at)s, %(expires_at)s, NULL, ''
+            WHERE %(counted)s + (SELECT count(*) {live}) < %(target)s
+            ON CONFLICT DO NOTHING""",
+        params,
+    )
+
+
+def _pool_claim(state: RatingState, pool: _Pool, *, now: datetime) -> ServedPair | None:
+    """Reserve a pair of the pool in one transaction of two statements, if all goes well.
+
+    The first reads the window and locks the least loaded row of it that nobody else holds
+    (SKIP LOCKED, in order of load and then at random); the second counts and reserves under
+    that lock. None when the window has no free place or every candidate was locked: the
+    caller then takes the longer way.
+    """
+    window, params = _pool_window_sql(state, pool, now=now)
+    lock = "FOR UPDATE OF coverage SKIP LOCKED" if selectors.on_postgresql() else ""
+    with transaction.atomic():
+        claimed = selectors.sql_fetchone(
+            f"""SELECT coverage.pair_id, coverage.{pool.counter}
+                FROM {_db_tables()["coverage"]} coverage
+                JOIN ({window}) AS candidate ON candidate.id = coverage.id
+                WHERE candidate.counted + candidate.reserved < %(target)s
+                ORDER BY candidate.counted + candidate.reserved, random()
+                LIMIT 1 {lock}""",
+            params,
+        )
+        if claimed is None:
+            return None
+        pair_id, counted = claimed
+        return _reserve_insert(state, pool, pair_id=pair_id, counted=counted, now=now)
 
 
 def _pools_assign(
-    *, study: Study, rater: Rater, pools: Sequence[_Pool], now: datetime
-) -> Assignment | None:
+    state: RatingState, pools: Sequence[_Pool], *, now: datetime
+) -> ServedPair | None:
+    if len(pools) == 1:
+        served = _pool_claim(state, pools[0], now=now)
+        if served is not None:
+            return served
+    # Several pools, or a crowded one: all the candidates of every pool, tried one by one.
     for _ in range(ASSIGN_ROUNDS):
         candidates = sorted(
-            (
-                candidate
-                for pool in pools
-                for candidate in _pool_candidates(study=study, rater=rater, pool=pool, now=now)
-            ),
+            (candidate for pool in pools for candidate in _pool_candidates(state, pool, now=now)),
             key=lambda candidate: (candidate.load, candidate.tie),
         )
         if not candidates:
@@ -1030,39 +1524,72 @@ def _pools_assign(
             if candidate.pair_id in tried:
                 continue
             tried.add(candidate.pair_id)
-            assignment = _candidate_reserve(study=study, rater=rater, candidate=candidate, now=now)
-            if assignment is not None:
-                return assignment
+            served = _candidate_reserve(state, candidate, now=now)
+            if served is not None:
+                return served
     return None
 
 
-def _outgroup_due(*, study: Study, rater: Rater) -> bool:
+def _outgroup_due(state: RatingState) -> bool:
     """Say whether the next pair should come from another culture, to keep the study's share.
 
     A counter, not a coin: with a share of 0.25 the 4th, 8th, … regular pairs are out-group,
     so a rater's first pairs are always their own culture's.
     """
-    share = study.outgroup_share
-    if share <= 0:
-        return False
-    served = Assignment.objects.filter(
-        rater=rater, pair__study=study, kind=AssignmentKind.PAIR
-    ).aggregate(total=Count("pk"), outgroup=Count("pk", filter=Q(cohort__isnull=True)))
-    return served["outgroup"] + 1 <= share * (served["total"] + 1) + 1e-9
+    share = state.study.outgroup_share
+    served = state.served
+    return share > 0 and served.outgroup + 1 <= share * (served.regular + 1) + 1e-9
 
 
-def _outgroup_pools(*, study: Study, rater_paths: Sequence[str]) -> list[_Pool]:
+def _in_group_pools(state: RatingState) -> list[_Pool]:
+    """Return a pool per rater cohort: its own rows, or those of its nearest study ancestor."""
+    study_cohorts = {path: pk for pk, path in state.study.cohorts}
+    pools = []
+    for pk, path, _ in state.cohorts:
+        in_study = [each for each in cohort_path_ancestors(path) if each in study_cohorts]
+        if path in study_cohorts or not in_study:
+            pools.append(_Pool(cohort_id=pk, counter="votes", counts_toward=pk, rater_path=path))
+        else:
+            ancestor = study_cohorts[in_study[-1]]
+            pools.append(
+                _Pool(
+                    cohort_id=ancestor,
+                    counter="votes",
+                    counts_toward=ancestor,
+                    rater_path=in_study[-1],
+                    only_for=path,
+                )
+            )
+    # A pool kept to some prompts adds nothing where the same rows are read whole.
+    whole = {pool.cohort_id for pool in pools if pool.only_for is None}
+    kept = [pool for pool in pools if pool.only_for is None or pool.cohort_id not in whole]
+    return list(dict.fromkeys(kept))
+
+
+def _outgroup_pools(state: RatingState) -> list[_Pool]:
     # Out-group means another root culture: a rater of india:tamil shares India with a prompt
     # about india:kerala, so that pair is neither theirs nor foreign and is served as neither.
-    rater_roots = {cohort_path_ancestors(path)[0] for path in rater_paths}
-    study_paths = list(study.cohorts.values_list("path", flat=True))
-    roots = Cohort.objects.filter(depth=1).exclude(path__in=rater_roots)
-    if study_paths:
-        roots = roots.filter(path__in={cohort_path_ancestors(path)[0] for path in study_paths})
+    rater_roots = {cohort_path_ancestors(path)[0] for path in state.cohort_paths}
+    study_roots = {cohort_path_ancestors(path)[0] for _, path in state.study.cohorts}
     return [
         _Pool(cohort_id=pk, counter="outgroup_votes", counts_toward=None, rater_path=None)
-        for pk in roots.values_list("pk", flat=True)
+        for pk, path in state.study.roots
+        if path not in rater_roots and (not study_roots or path in study_roots)
     ]
+
+
+def _pair_reserve(*, state: RatingState, now: datetime) -> ServedPair | None:
+    """Reserve a new regular pair for the rater (see pair_assign); note it in `state`."""
+    if not state.cohorts or state.rater_id is None:
+        return None
+    choices = [_in_group_pools(state)]
+    if _outgroup_due(state):
+        choices.insert(0, _outgroup_pools(state))
+    for pools in choices:
+        served = _pools_assign(state, pools, now=now)
+        if served is not None:
+            return _served_note(state, served)
+    return None
 
 
 def pair_assign(*, study: Study, rater: Rater, now: datetime | None = None) -> Assignment | None:
@@ -1076,67 +1603,31 @@ def pair_assign(*, study: Study, rater: Rater, now: datetime | None = None) -> A
     loaded such pair. Open assignments and attention checks are the caller's business.
     """
     now = now or timezone.now()
-    rater_cohorts = list(rater.cohorts.values_list("pk", "path"))
-    if not rater_cohorts:
-        return None
-    in_group = [
-        _Pool(cohort_id=pk, counter="votes", counts_toward=pk, rater_path=path)
-        for pk, path in rater_cohorts
-    ]
-    choices = [in_group]
-    if _outgroup_due(study=study, rater=rater):
-        rater_paths = [path for _, path in rater_cohorts]
-        choices.insert(0, _outgroup_pools(study=study, rater_paths=rater_paths))
-    for pools in choices:
-        assignment = _pools_assign(study=study, rater=rater, pools=pools, now=now)
-        if assignment is not None:
-            return assignment
-    return None
-
-
-def _coverage_paths(*, prompt_path: str, vote_paths: Iterable[str]) -> set[str]:
-    # Every cohort that holds one of the vote's labels and can count toward the pair's prompt.
-    return {
-        ancestor
-        for path in vote_paths
-        for ancestor in cohort_path_ancestors(path)
-        if cohort_path_contains(ancestor, prompt_path)
-        or cohort_path_contains(prompt_path, ancestor)
-    }
+    state = selectors.rating_state_of(study=study, rater=rater, now=now)
+    served = _pair_reserve(state=state, now=now)
+    return _assignment_instance(served, rater_id=rater.pk) if served else None
 
 
 def pair_coverage_record(*, vote: Vote) -> None:
-    """Count a regular vote in its pair's coverage, making the rows it needs.
+    """Count a regular vote in its pair's coverage, making the rows it needs (up to target).
 
-    The vote adds one on the row of every cohort holding one of its labels, ancestors included,
-    that is related to the prompt's cohort; a vote with no such label is an out-group vote and
-    adds one to `outgroup_votes` on the row of the prompt's root culture. Call it in the vote's
-    transaction, so a vote and its count are stored together or not at all.
+    For votes stored outside vote_submit, which counts its own in the same statement; call it
+    in the vote's transaction, so a vote and its count are stored together or not at all.
     """
-    prompt_path = (
-        Pair.objects.filter(pk=vote.pair_id).values_list("prompt__cohort__path", flat=True).get()
+    prompt_path, target = (
+        Pair.objects.filter(pk=vote.pair_id)
+        .values_list("prompt__cohort__path", "study__raters_per_pair")
+        .get()
     )
-    paths = _coverage_paths(prompt_path=prompt_path, vote_paths=vote.cohort_paths)
-    in_group = 1 if paths else 0
-    if not paths:
-        paths = {cohort_path_ancestors(prompt_path)[0]}
-    coverage = PairCoverage._meta.db_table
-    placeholders = ", ".join(["%s"] * len(paths))
-    # One statement, rows taken in path order: concurrent votes on a pair lock its rows in the
-    # same order, and a row made by one of them is counted, not duplicated, by the other.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {coverage} (study_id, pair_id, cohort_id, votes, outgroup_votes)
-            SELECT %s, %s, id, %s, %s FROM {Cohort._meta.db_table}
-            WHERE path IN ({placeholders})
-            ORDER BY path
-            ON CONFLICT (pair_id, cohort_id) DO UPDATE
-            SET votes = {coverage}.votes + excluded.votes,
-                outgroup_votes = {coverage}.outgroup_votes + excluded.outgroup_votes
-            """,
-            [vote.study_id, vote.pair_id, in_group, 1 - in_group, *sorted(paths)],
-        )
+    sql, params = _coverage_count(
+        study_id=vote.study_id,
+        pair_id=vote.pair_id,
+        target=target,
+        prompt_path=prompt_path,
+        vote_paths=vote.cohort_paths,
+    )
+    with selectors.sql_cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def pair_coverage_create(*, pairs: Iterable[Pair]) -> None:

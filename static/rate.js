@@ -1,5 +1,7 @@
 // The rating page from the keyboard: 1, 2, 3 and 0 answer the focused question and move on to
-// the next one; Enter sends the answers. No framework: the page works without this file too.
+// the next one; Enter sends the answers. A vote (or a skip) is posted with fetch and answered
+// with the next pair as JSON, whose images were fetched ahead, so the next pair shows at once:
+// one request per vote. No framework: without this file the forms post and the page reloads.
 (function () {
   "use strict";
 
@@ -7,9 +9,11 @@
   if (!form) {
     return;
   }
+  var skipForm = document.querySelector("form.skip-form");
   var questions = Array.prototype.slice.call(form.querySelectorAll("fieldset.question"));
   var submitButton = form.querySelector("button[type=submit]");
   var answerForKey = { "1": "1", "2": "2", "3": "tie", "0": "skip" };
+  var busy = false;
 
   function send() {
     // requestSubmit runs the browser's own checks, which point at an unanswered question.
@@ -17,6 +21,12 @@
       form.requestSubmit(submitButton);
     } else {
       submitButton.click();
+    }
+  }
+
+  function focusFirstQuestion() {
+    if (questions.length) {
+      questions[0].focus({ preventScroll: true });
     }
   }
 
@@ -49,16 +59,121 @@
     (next || submitButton).focus();
   });
 
-  form.addEventListener("submit", function () {
-    // One vote per pair: a second press would only earn a "you already voted" page.
-    submitButton.disabled = true;
+  function sameQuestions(next) {
+    return (
+      next.length === questions.length &&
+      next.every(function (question, index) {
+        return questions[index].getAttribute("data-key") === question.key;
+      })
+    );
+  }
+
+  function prefetch(urls) {
+    // In the random order the server chose: the order of requests says nothing about sides.
+    Array.prototype.forEach.call(document.querySelectorAll('link[rel="prefetch"]'), function (link) {
+      link.parentNode.removeChild(link);
+    });
+    urls.forEach(function (url) {
+      var link = document.createElement("link");
+      link.rel = "prefetch";
+      link.as = "image";
+      link.href = url;
+      document.head.appendChild(link);
+    });
+  }
+
+  // Show the pair the server answered with; its images were prefetched with the last one.
+  function show(next) {
+    if (!sameQuestions(next.questions)) {
+      window.location.reload(); // the study's questions changed: take the page afresh
+      return;
+    }
+    form.reset();
+    if (skipForm) {
+      skipForm.reset();
+      skipForm.closest("details").open = false;
+    }
+    Array.prototype.forEach.call(document.querySelectorAll('input[name="assignment"]'), function (input) {
+      input.value = next.assignment;
+    });
+    document.getElementById("prompt").textContent = next.prompt;
+    Array.prototype.forEach.call(document.querySelectorAll(".pair img"), function (image, index) {
+      image.src = next.images[index];
+      image.alt = next.prompt;
+    });
+    next.questions.forEach(function (question, index) {
+      questions[index].querySelector("legend").textContent = question.text;
+    });
+    var progress = document.getElementById("rating-progress");
+    progress.max = next.progress.quota;
+    progress.value = next.progress.done;
+    document.getElementById("rating-progress-text").textContent = next.progress.text;
+    prefetch(next.prefetch);
+    window.scrollTo(0, 0);
+    focusFirstQuestion();
+  }
+
+  // Post a form with fetch and show what comes back; on anything unexpected, post it the
+  // ordinary way, so the server's own page (a refusal, the next pair) is what the rater sees.
+  function post(target, button) {
+    if (busy) {
+      return;
+    }
+    busy = true;
+    button.disabled = true;
+    var body = new FormData(target);
+    function fallBack() {
+      target.submit();
+    }
+    window
+      .fetch(target.action, {
+        method: "POST",
+        body: body,
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      })
+      .then(function (response) {
+        var type = response.headers.get("Content-Type") || "";
+        if (!response.ok || type.indexOf("application/json") !== 0) {
+          throw new Error("not a next pair");
+        }
+        return response.json();
+      })
+      .then(function (next) {
+        if (next.redirect) {
+          window.location.assign(next.redirect);
+          return;
+        }
+        show(next);
+        busy = false;
+        button.disabled = false;
+      })
+      .catch(fallBack);
+  }
+
+  var canFetch = typeof window.fetch === "function" && typeof window.FormData === "function";
+  form.addEventListener("submit", function (event) {
+    if (canFetch) {
+      event.preventDefault();
+      post(form, submitButton);
+    } else {
+      // One vote per pair: a second press would only earn a "you already voted" page.
+      submitButton.disabled = true;
+    }
   });
+  if (skipForm && canFetch) {
+    skipForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      post(skipForm, skipForm.querySelector("button[type=submit]"));
+    });
+  }
   window.addEventListener("pageshow", function () {
+    busy = false;
     submitButton.disabled = false;
   });
 
   // Ready for the keys at once, without scrolling the images out of view.
   if (questions.length && document.activeElement === document.body) {
-    questions[0].focus({ preventScroll: true });
+    focusFirstQuestion();
   }
 })();

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 import threading
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from generation.models import Image, ModelVariant, Prompt, PromptBatch
@@ -225,10 +225,30 @@ def test_cohort_added_to_a_study_later_gets_the_existing_pairs(pair_factory):
     pair = pair_factory(cohort_path="india")
     study = pair.study
     punjabi = services.cohort_ensure(path="india:punjabi")
-    rater = _rater("jas", "india:punjabi")
-    assert services.pair_assign(study=study, rater=rater) is None
+    assert not PairCoverage.objects.filter(pair=pair, cohort=punjabi).exists()
     study.cohorts.add(punjabi)
-    assert services.pair_assign(study=study, rater=rater).pair == pair
+    assert _coverage(pair, "india:punjabi").votes == 0
+    rater = _rater("jas", "india:punjabi")
+    assignment = services.pair_assign(study=study, rater=rater)
+    assert assignment.pair == pair
+    assert assignment.cohort == punjabi  # counted toward Punjabi, the study's own cohort now
+
+
+def test_rater_whose_sub_culture_is_not_in_the_study_gets_its_cultures_pairs(pair_factory):
+    india = pair_factory(cohort_path="india")
+    pair_factory(cohort_path="india:kerala")
+    pair_factory(cohort_path="korea")
+    study = india.study
+    punjabi_in_india = pair_factory(cohort_path="india")
+    services.cohort_ensure(path="india:punjabi")  # a cohort of no study's
+    rater = _rater("jas", "india:punjabi")
+    served = [services.pair_assign(study=study, rater=rater) for _ in range(2)]
+    # India's pairs, not Kerala's (a sibling) nor Korea's, counted toward India.
+    assert {assignment.pair for assignment in served} == {india, punjabi_in_india}
+    assert {assignment.cohort.path for assignment in served} == {"india"}
+    assert services.pair_assign(study=study, rater=rater) is None
+    _cast(rater, served[0])
+    assert _coverage(served[0].pair, "india").votes == 1
 
 
 @pytest.mark.django_db(transaction=True)
@@ -286,8 +306,10 @@ def _bulk_pairs(study: Study, cohort: Cohort, count: int) -> None:
                 RETURNING id, prompt_id, variant_id
             ), pairs AS (
                 INSERT INTO {Pair._meta.db_table} (study_id, prompt_id, seed, image_a_id,
-                    image_b_id, variant_a_id, variant_b_id, is_attention_check, created_at)
-                SELECT %s, a.prompt_id, 1, a.id, b.id, a.variant_id, b.variant_id, false, now()
+                    image_b_id, variant_a_id, variant_b_id, is_attention_check, external_id,
+                    created_at)
+                SELECT %s, a.prompt_id, 1, a.id, b.id, a.variant_id, b.variant_id, false, '',
+                    now()
                 FROM images a JOIN images b ON a.prompt_id = b.prompt_id
                 WHERE a.variant_id = %s AND b.variant_id = %s
                 RETURNING id
@@ -304,22 +326,42 @@ def _bulk_pairs(study: Study, cohort: Cohort, count: int) -> None:
         cursor.execute(f"ANALYZE {Assignment._meta.db_table}")
 
 
+def _generic_plan(sql: str, params: dict) -> str:
+    """EXPLAIN ANALYZE a statement as the app runs it: prepared, planned for any parameters."""
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", sql)))
+    prepared = re.sub(r"%\((\w+)\)s", lambda match: f"${names.index(match.group(1)) + 1}", sql)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        cursor.execute(f"PREPARE planned AS {prepared}")
+        values = ", ".join(["%s"] * len(names))
+        cursor.execute(
+            f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE planned({values})", [params[n] for n in names]
+        )
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("DEALLOCATE planned")
+    return plan
+
+
 def test_assignment_query_reads_the_coverage_index_not_the_whole_table(study, variants):
     _bulk_pairs(study, Cohort.objects.get(path="india"), 7_000)  # 21,000 coverage rows
     rater = _rater("ravi", "india:tamil")
-    with CaptureQueriesContext(connection) as queries:
+    statements: list[tuple[str, dict]] = []
+
+    def record(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
         assert services.pair_assign(study=study, rater=rater) is not None
-    (window,) = [
-        query["sql"]
-        for query in queries.captured_queries
-        if "ratings_paircoverage" in query["sql"]
-        and "ORDER BY" in query["sql"]
-        and "FOR UPDATE" not in query["sql"]
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + window)
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+    claim, params = next(
+        (sql, params)
+        for sql, params in statements
+        if "ratings_paircoverage" in sql and "FOR UPDATE" in sql and "ORDER BY" in sql
+    )
+    plan = _generic_plan(claim, params)
     assert "coverage_least_first" in plan, plan
     assert "Seq Scan on ratings_paircoverage" not in plan, plan
     assert "Seq Scan on ratings_pair " not in plan, plan
-    assert "Sort" not in plan, plan
+    # Every read of the coverage index stops near the window's size: ranges, not the study.
+    read = re.findall(r"coverage_least_first .*?actual time=\S+ rows=(\d+)", plan)
+    assert read and max(map(int, read)) <= 2 * services.ASSIGN_WINDOW, plan

@@ -1,16 +1,23 @@
 """Blinding: nothing a rater can reach tells which model made which image.
 
-Many pairs are served through the test client to several raters, and every response a rater
-can get (pages, redirects, refusals, image responses with their bytes and headers, the static
-files, the staff pages they are refused) is searched for every variant name, role word, seed,
-fingerprint and model path. Which image goes left, and the order of prefetched images, must be
-a coin toss.
+Many pairs are served through the test client to several raters, half of them as rate.js
+does (each vote answered with the next pair as JSON), and every response a rater can get
+(pages, JSON answers, redirects, refusals, image responses with their bytes and headers, the
+static files, the staff pages they are refused) is searched for every variant name, role word,
+seed, fingerprint and model path. Which image goes left, and the order of prefetched images,
+must be a coin toss.
+
+Image lengths differ, as pictures do. What may not leak through them: every image is served as
+the encoding of its pixels alone (no metadata, nothing per model), both images of a pair in
+the same format, with the same headers but for the length and the content-hash file name.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import random
 import re
 import time
 from pathlib import Path
@@ -58,14 +65,21 @@ def _without_random_tokens(data: bytes) -> bytes:
     return RANDOM_TOKENS.sub(rb"\g<key>TOKEN", data)
 
 
+# The bytes each stored image name must be served as: the encoding of its pixels alone.
+CLEAN_BYTES: dict[str, bytes] = {}
+
+
 @pytest.fixture
 def blind_pairs(study, variants, media_root) -> list[Pair]:
     """Pairs whose images are stored as the render task stores them, with traps in them.
 
     Each picture carries the model's name, role, seed and paths in its metadata (as a careless
     pipeline might), and the base's files are an hour older than the fine-tuned ones (variants
-    render one after the other): neither may reach a rater.
+    render one after the other): neither may reach a rater. Pixels are noise of a size drawn
+    per picture, so file lengths vary with the pictures, whatever made them.
     """
+    CLEAN_BYTES.clear()
+    noise = random.Random(4)
     batch = PromptBatch.objects.create(study=study, seeds_per_prompt=1)
     batch.variants.set(variants)
     india = Cohort.objects.get(path="india")
@@ -81,6 +95,10 @@ def blind_pairs(study, variants, media_root) -> list[Pair]:
         seed = SEED_BASE + n
         for order, variant in enumerate(variants):
             picture = PILImage.new("RGB", (24, 24), (n * 5 % 256, 60 + order * 90, 120))
+            for _ in range(noise.randrange(0, 200)):
+                xy = (noise.randrange(24), noise.randrange(24))
+                picture.putpixel(xy, tuple(noise.randrange(256) for _ in range(3)))
+            pixels = PILImage.frombytes(picture.mode, picture.size, picture.tobytes())
             picture.info["parameters"] = (
                 f"{variant.name} {variant.role} seed {seed} "
                 f"{variant.base_checkpoint} {variant.lora_path}"
@@ -88,6 +106,8 @@ def blind_pairs(study, variants, media_root) -> list[Pair]:
             png, webp = encode_png(picture), encode_webp(picture)
             file_name = image_file_store(data=png, name=content_name(png, ".png"))
             preview_name = image_file_store(data=webp, name=content_name(webp, ".webp"))
+            CLEAN_BYTES[Path(file_name).name] = encode_png(pixels)
+            CLEAN_BYTES[Path(preview_name).name] = encode_webp(pixels)
             for name in (file_name, preview_name):
                 stamp = rendered_at + n * 60 + order * 3600
                 os.utime(media_root / name, (stamp, stamp))
@@ -158,6 +178,7 @@ def test_nothing_a_rater_can_reach_names_a_model_and_sides_are_a_coin_toss(study
     vote = reverse("ratings:vote", args=["test-study"])
     image_headers: dict[str, dict[str, str]] = {}
     impressions = base_left = prefetched = base_prefetched_first = checks = 0
+    answers_searched = 0
 
     def fetch_images(client: Client, urls: list[str]) -> None:
         for url in urls:
@@ -166,25 +187,39 @@ def test_nothing_a_rater_can_reach_names_a_model_and_sides_are_a_coin_toss(study
                 assert response.status_code == 200, url
                 data = leaks.response(f"image {url}", response)
                 assert data[:4] in (b"RIFF", b"\x89PNG")
+                # The bytes are the encoding of the pixels alone: a length says what the
+                # picture says, and nothing any model added to it.
+                assert data == CLEAN_BYTES[Path(url).name], url
                 image_headers[url] = dict(response.items())
 
     for number in range(RATERS):
         rater = _rater(f"blind-{number}", "india")
         client = client_for(rater)
+        # Half the raters go as rate.js does: the page once, then each vote (or skip) answered
+        # with the next pair as JSON; the other half as a browser without script.
+        scripted = number % 2 == 1
         skipped = False
+        answer: dict | None = None
         while True:
-            response = client.get(rate)
-            page = leaks.response("the rating page", response)
-            if response.status_code == 302:
-                leaks.response("the completion page", client.get(response.url))
-                break
-            assert response.status_code == 200
-            text = page.decode()
-            assignment = Assignment.objects.select_related("pair").get(
-                pk=served_assignment_id(text)
-            )
-            left, right = image_urls(text)
-            upcoming = prefetch_urls(text)
+            if answer is not None and "assignment" in answer:
+                assignment_id = answer["assignment"]
+                left, right = answer["images"]
+                upcoming = answer["prefetch"]
+            else:
+                # The page: at first, after a vote without script, or where an answer sends.
+                response = client.get(answer["redirect"] if answer else rate)
+                page = leaks.response("a rater's page", response)
+                if response.status_code == 302:
+                    leaks.response("the completion page", client.get(response.url))
+                    break
+                assert response.status_code == 200
+                if answer is not None and answer["redirect"] != rate:
+                    break  # the completion page itself, searched above
+                text = page.decode()
+                assignment_id = served_assignment_id(text)
+                left, right = image_urls(text)
+                upcoming = prefetch_urls(text)
+            assignment = Assignment.objects.select_related("pair").get(pk=assignment_id)
             fetch_images(client, [left, right, *upcoming])
             if assignment.kind == AssignmentKind.PAIR:
                 impressions += 1
@@ -195,24 +230,30 @@ def test_nothing_a_rater_can_reach_names_a_model_and_sides_are_a_coin_toss(study
             if len(upcoming) == 2:
                 prefetched += 1
                 base_prefetched_first += role_of[upcoming[0]] == "base"
+            headers = {"HTTP_ACCEPT": "application/json"} if scripted else {}
             if not skipped:
                 skipped = True
                 response = client.post(
                     reverse("ratings:skip", args=["test-study"]),
                     {"assignment": assignment.pk, "reason": "unfamiliar"},
+                    **headers,
                 )
-                leaks.response("a skip", response)
+            else:
+                data = {"assignment": assignment.pk, **form_answers(SCREEN_ANSWERS)}
+                response = client.post(vote, data, **headers)
+                if impressions % 97 == 0:
+                    leaks.response("a vote sent twice", client.post(vote, data, **headers))
+            body = leaks.response("a vote or skip", response)
+            if scripted:
+                assert response.status_code == 200
+                answer = json.loads(body)
+                answers_searched += 1
+            else:
                 assert response.status_code == 302
-                continue
-            data = {"assignment": assignment.pk, **form_answers(SCREEN_ANSWERS)}
-            response = client.post(vote, data)
-            leaks.response("a vote", response)
-            assert response.status_code == 302
-            if impressions % 97 == 0:
-                leaks.response("a vote sent twice", client.post(vote, data))
 
     assert impressions >= RATERS * QUOTA
     assert checks > 0  # attention checks were served and searched too
+    assert answers_searched >= RATERS // 2 * QUOTA  # the JSON answers were searched too
     assert 0.4 <= base_left / impressions <= 0.6, (base_left, impressions)
     assert prefetched > 300
     assert 0.4 <= base_prefetched_first / prefetched <= 0.6, (base_prefetched_first, prefetched)

@@ -67,10 +67,22 @@ def test_rater_rates_three_pairs_by_keyboard_only_and_reaches_completion(
     served = []
     try:
         page.goto(f"{live_server.url}/s/test-study/rate/")
+        # Set once: still there after the votes, so the page was never loaded again.
+        page.evaluate("window.loadedOnce = true")
+        prefetched: list[str] = []
         for number, keys in enumerate(plan):
             page.wait_for_selector("h1.prompt")
             assert f"{number} of 3 pairs rated" in page.inner_text(".rating-progress")
             assignment_id = page.get_attribute("input[name=assignment]", "value")
+            assert page.evaluate("window.loadedOnce === true")
+            shown = page.evaluate("[...document.querySelectorAll('.pair img')].map(i => i.src)")
+            if number:
+                # The next pair is the one whose images were fetched ahead with the last one.
+                assert sorted(set(shown)) == sorted(prefetched)
+            prefetched = page.evaluate(
+                "[...document.querySelectorAll('link[rel=prefetch]')].map(link => link.href)"
+            )
+            assert len(prefetched) == (2 if number < 2 else 0)
             assert _focused(page) == "question 0"  # ready for the keys at once
             if number == 0:
                 # Enter with nothing answered sends nothing: the browser points at question 1.
@@ -92,8 +104,16 @@ def test_rater_rates_three_pairs_by_keyboard_only_and_reaches_completion(
                 page.keyboard.press("Shift+Tab")
                 assert _focused(page) == "textarea textarea"
                 page.keyboard.type("the second one is closer")
-            with page.expect_navigation():
+            if number < len(plan) - 1:
+                # Answered with the next pair as JSON, swapped in without loading a page.
                 page.keyboard.press("Enter")
+                page.wait_for_function(
+                    "id => document.querySelector('input[name=assignment]').value !== id",
+                    arg=assignment_id,
+                )
+            else:
+                with page.expect_navigation():
+                    page.keyboard.press("Enter")
             served.append((assignment_id, keys))
         page.wait_for_url(f"{live_server.url}/s/test-study/done/")
         assert page.locator("h1.prompt").count() == 0

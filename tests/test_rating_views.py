@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from generation.models import ModelVariant
-from ratings.models import Assignment, Rater, Vote
+from ratings.models import Assignment, Cohort, Rater, Vote
 from ratings.services import rater_ensure
 from tests.rating_pages import client_for, served_assignment_id
 
@@ -190,3 +190,21 @@ def test_anonymous_visitor_is_sent_to_sign_in(study):
     response = Client().get(reverse("ratings:rate", args=[study.slug]))
     assert response.status_code == 302
     assert response.url.startswith(reverse("login"))
+
+
+def test_rater_of_a_sub_culture_the_study_does_not_list_rates_its_cultures_pairs(
+    study, pair_factory, rater_tamil
+):
+    study.cohorts.remove(Cohort.objects.get(path="india:tamil"))  # the study lists India only
+    india = pair_factory(cohort_path="india")
+    pair_factory(cohort_path="india:kerala")
+    client = client_for(rater_tamil)
+    # Already in a cohort below one of the study's: no cohort step, straight to the pairs.
+    assert client.get(reverse("ratings:start", args=["test-study"])).url.endswith(
+        (reverse("ratings:rate", args=["test-study"]), "/about-you/")
+    )
+    page = client.get(reverse("ratings:rate", args=["test-study"])).content.decode()
+    assert india.prompt.text in page
+    assert "better represents India" in page
+    assignment = Assignment.objects.get(pk=served_assignment_id(page))
+    assert assignment.cohort.path == "india"  # counted toward the study's own cohort

@@ -1,95 +1,118 @@
-"""The rating page: a blind pair, its questions, the vote, a skip."""
+"""The rating page: a blind pair, its questions, the vote, a skip.
+
+The page is served once; after that rate.js posts each vote (or skip) with fetch and gets the
+next pair back as JSON, whose images it fetched ahead, so one request carries one vote. Without
+JavaScript the same forms post normally and are answered with a redirect to the page.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from ratings import selectors, services
-from ratings.models import Rater, Study
-from ratings.views.common import active_study
+from ratings.selectors import RatingNext, RatingState
+from ratings.views.common import rating_state_for_request
 
 
-def _ready_to_rate(*, study: Study, rater: Rater) -> bool:
-    # The same steps the start page leads through; the optional questions are not required.
-    consented = rater.participations.filter(study=study, consented_at__isnull=False).exists()
-    return consented and selectors.rater_has_study_cohort(study=study, rater=rater)
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
 
 
 def _refused(
-    request: HttpRequest, study: Study, refusal: services.VoteRefused, heading: str
+    request: HttpRequest, state: RatingState, refusal: services.VoteRefused, heading: str
 ) -> HttpResponse:
+    if _wants_json(request):
+        response = JsonResponse(
+            {"error": refusal.reason, "heading": heading}, status=refusal.status
+        )
+        response["Cache-Control"] = "no-store"
+        return response
     return render(
         request,
         "ratings/vote_refused.html",
-        {"study": study, "reason": refusal.reason, "heading": heading},
+        {"study": state.study, "reason": refusal.reason, "heading": heading},
         status=refusal.status,
     )
 
 
-@login_required
+def _answered(request: HttpRequest, state: RatingState, following: RatingNext) -> HttpResponse:
+    """Answer a vote or skip: the next pair as JSON for rate.js, else a redirect to the page."""
+    slug = state.study.slug
+    if not _wants_json(request):
+        return redirect("ratings:rate", slug=slug)
+    # Done: the completion page. Nothing left for now: the page, which says so.
+    redirect_to = reverse("ratings:complete" if following.done else "ratings:rate", args=[slug])
+    payload = selectors.rating_payload(state=state, following=following, redirect_to=redirect_to)
+    response = JsonResponse(payload)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @never_cache
 def rate(request: HttpRequest, slug: str) -> HttpResponse:
     """Show the rater's current pair, with the next one's images fetched ahead."""
-    study = active_study(slug)
-    rater = services.rater_ensure(user=request.user)
-    if not _ready_to_rate(study=study, rater=rater):
-        return redirect("ratings:start", slug=study.slug)
-    assignment = services.assignment_for_rater(study=study, rater=rater)
-    progress = selectors.rater_progress(study=study, rater=rater)
-    if assignment is None:
-        if progress.quota_met:
-            return redirect("ratings:complete", slug=study.slug)
-        return render(request, "ratings/no_work.html", {"study": study, "progress": progress})
-    upcoming = services.assignment_reserve_next(study=study, rater=rater, current=assignment)
-    context = selectors.rating_page_context(assignment=assignment, rater=rater, upcoming=upcoming)
-    return render(
-        request,
-        "ratings/rate.html",
-        {"study": study, "progress": progress, **context},
-    )
+    state = rating_state_for_request(request, slug)
+    if isinstance(state, HttpResponse):
+        return state
+    if not state.study.active:
+        raise Http404("This study is closed.")
+    if not state.ready:
+        return redirect("ratings:start", slug=slug)
+    following = services.rating_next(state=state)
+    if following.current is None:
+        if following.done:
+            return redirect("ratings:complete", slug=slug)
+        return render(
+            request, "ratings/no_work.html", {"study": state.study, "progress": following.progress}
+        )
+    context = selectors.rating_page_context(state=state, following=following)
+    return render(request, "ratings/rate.html", {"study": state.study, **context})
 
 
-@login_required
 @require_POST
 def vote(request: HttpRequest, slug: str) -> HttpResponse:
-    # A study closed while its rater was on a pair gets a reason (409), not a 404.
-    study = get_object_or_404(Study, slug=slug)
-    rater = services.rater_ensure(user=request.user)
+    """Store a vote; answer with the next pair (JSON) or a redirect to the page (no script).
+
+    A study closed while its rater was on a pair gets a reason (409), not a 404.
+    """
+    state = rating_state_for_request(request, slug)
+    if isinstance(state, HttpResponse):
+        return state
     answers = {
         key.removeprefix("answer_"): value
         for key, value in request.POST.items()
         if key.startswith("answer_")
     }
     try:
-        services.vote_cast(
-            rater=rater,
+        following = services.vote_submit(
+            state=state,
             assignment_id=request.POST.get("assignment", ""),
             answers=answers,
             comment=request.POST.get("comment", ""),
         )
     except services.VoteRefused as refusal:
-        return _refused(request, study, refusal, gettext("Your vote was not stored"))
-    return redirect("ratings:rate", slug=study.slug)
+        return _refused(request, state, refusal, gettext("Your vote was not stored"))
+    return _answered(request, state, following)
 
 
-@login_required
 @require_POST
 def skip(request: HttpRequest, slug: str) -> HttpResponse:
     """Skip the pair with the rater's reason and go on to the next one."""
-    study = get_object_or_404(Study, slug=slug)
-    rater = services.rater_ensure(user=request.user)
+    state = rating_state_for_request(request, slug)
+    if isinstance(state, HttpResponse):
+        return state
     try:
-        services.assignment_skip(
-            rater=rater,
+        following = services.skip_submit(
+            state=state,
             assignment_id=request.POST.get("assignment", ""),
             reason=request.POST.get("reason", ""),
             note=request.POST.get("note", ""),
         )
     except services.VoteRefused as refusal:
-        return _refused(request, study, refusal, gettext("The pair was not skipped"))
-    return redirect("ratings:rate", slug=study.slug)
+        return _refused(request, state, refusal, gettext("The pair was not skipped"))
+    return _answered(request, state, following)
