@@ -818,6 +818,8 @@ def _identical_check_serve(state: RatingState, now: datetime) -> ServedPair | No
             f"SELECT image_a_id, image_b_id FROM {t['pair']} WHERE id = %(source)s",
             {"source": source},
         )[secrets.randbelow(2)]
+        if image is None:  # an imported pair: it has no images to show
+            continue
         params = {
             "image": image,
             "study": state.study.pk,
@@ -1689,6 +1691,7 @@ def pair_coverage_backfill(*, study: Study, cohort: Cohort) -> int:
             FROM {Pair._meta.db_table} pair
             JOIN {prompts} prompt ON prompt.id = pair.prompt_id
             WHERE pair.study_id = %s AND NOT pair.is_attention_check
+                AND pair.image_a_id IS NOT NULL
                 AND prompt.cohort_id IN ({placeholders})
             ON CONFLICT (pair_id, cohort_id) DO NOTHING
             """,

@@ -469,3 +469,20 @@ def test_a_missing_file_and_a_bad_slug_are_refused(db, tmp_path):
         _import(tmp_path / "absent.csv")
     with pytest.raises(CommandError, match="is not a study slug"):
         _import(_file(tmp_path, EARLIER_SURVEY), slug="earlier survey")
+
+
+@pytest.mark.django_db
+def test_a_cohort_added_later_gives_imported_pairs_no_coverage_so_they_are_never_served(
+    tmp_path,
+):
+    from ratings.models import PairCoverage
+    from ratings.services import cohort_ensure
+
+    _import(_file(tmp_path, EARLIER_SURVEY))
+    study = Study.objects.get(slug="earlier-survey")
+    # A sub-culture of a culture the imported items target joins the study afterwards (from
+    # the admin, a proposal or code): the backfill must skip pairs without images.
+    study.cohorts.add(cohort_ensure(path="india:kerala", name="Kerala"))
+    imported = Pair.objects.filter(study=study, image_a__isnull=True)
+    assert imported.exists()
+    assert not PairCoverage.objects.filter(pair__in=imported).exists()
