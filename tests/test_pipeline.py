@@ -101,10 +101,11 @@ def test_seed_renders_the_same_alone_and_inside_a_batch(
     batch = renderer.render(spec, PROMPT, [5, 11, 23])
     assert len(batch) == 3
     difference = np.abs(pixels(alone) - pixels(batch[1]))
-    # Batched kernels round differently from single ones, so allow off-by-one grey levels on a
-    # handful of pixels; a different seed differs by tens of levels everywhere.
+    # Batched kernels round differently from single ones, so allow off-by-one grey levels: how
+    # many depends on the CPU's kernels (DDIM put 12 % of values one level off on one machine,
+    # none on another). A different seed differs by about 40 levels on average.
     assert difference.max() <= 2
-    assert difference.mean() < 0.1
+    assert difference.mean() < 0.5
     assert np.abs(pixels(batch[0]) - pixels(batch[1])).mean() > 10
 
 
