@@ -16,6 +16,22 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# The floor views of bench/votes.py (served from bench/floor_urls.py): name, path, and the
+# tables they write, made by the bench in its own database.
+FLOORS = {
+    "floor-post": "/bench/floor/post",
+    "floor-row": "/bench/floor/row",
+    "floor-vote-row": "/bench/floor/vote-row",
+}
+FLOOR_TABLES = (
+    "CREATE TABLE bench_floor_vote (id bigserial PRIMARY KEY, user_id bigint NOT NULL, "
+    "assignment text NOT NULL, created_at timestamptz NOT NULL)",
+    "CREATE INDEX ON bench_floor_vote (user_id, assignment)",
+    "CREATE TABLE bench_floor_answer (id bigserial PRIMARY KEY, vote_id bigint NOT NULL "
+    "REFERENCES bench_floor_vote DEFERRABLE INITIALLY DEFERRED, criterion text NOT NULL, "
+    "choice text NOT NULL, UNIQUE (vote_id, criterion))",
+)
+
 
 def environment_defaults(*, database: str, broker_db: int, **extra: str) -> None:
     """Set the settings a bench runs with, unless the environment says otherwise."""

@@ -34,15 +34,17 @@ import json
 import os
 import random
 import re
+import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from urllib.parse import urlencode
 
-from _support import ROOT, database_create, environment_defaults, machine
+from _support import FLOOR_TABLES, FLOORS, ROOT, database_create, environment_defaults, machine
 
 environment_defaults(
     database="polyphony_bench_votes",
@@ -222,6 +224,29 @@ async def _rater_drive(
         connection.close()
 
 
+async def _floor_drive(port: int, sessions: list[str], tally: _Tally, target: str) -> None:
+    """Post vote-shaped forms to a floor view (bench/floor_urls.py) as one signed-in rater."""
+    connection = _Connection(port)
+    token = secrets.token_hex(16)  # a CSRF secret of 32 characters, as cookie and form token
+    form = {"csrfmiddlewaretoken": token, "assignment": str(uuid.uuid4())}
+    form.update({f"answer_criterion_{index}": "tie" for index in range(4)})
+    body = urlencode(form).encode()
+    headers = {"Cookie": f"sessionid={sessions[0]}; csrftoken={token}", **JSON_HEADERS}
+    try:
+        while time.perf_counter() < tally.deadline:
+            started = time.perf_counter()
+            status, _, answer = await connection.request("POST", target, headers, body)
+            if status != 200:
+                tally.errors.append(f"{target} {status}: {answer[:200]!r}")
+                return
+            tally.all += 1
+            if tally.counts(started):
+                tally.latencies_ms.append((time.perf_counter() - started) * 1000)
+                tally.done += 1
+    finally:
+        connection.close()
+
+
 async def _healthz_drive(port: int, tally: _Tally) -> None:
     connection = _Connection(port)
     try:
@@ -255,6 +280,8 @@ def drive(
         rng = random.Random(0)
         if mode == "votes":
             clients = [_rater_drive(port, keys, tally, rng, think_s) for keys in sessions]
+        elif mode in FLOORS:
+            clients = [_floor_drive(port, keys, tally, FLOORS[mode]) for keys in sessions]
         else:
             clients = [_healthz_drive(port, tally) for _ in sessions]
         await asyncio.gather(*clients)
@@ -514,8 +541,10 @@ def _gunicorn_start(port: int, workers: int, threads: int, log_path: Path) -> su
         "--log-level",
         "warning",
     ]
+    # The app's settings with three floor views added (bench/floor_urls.py).
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.floor_settings"}
     server = subprocess.Popen(
-        command, cwd=ROOT, env=os.environ, stdout=log_path.open("w"), stderr=subprocess.STDOUT
+        command, cwd=ROOT, env=env, stdout=log_path.open("w"), stderr=subprocess.STDOUT
     )
     import urllib.request
 
@@ -623,6 +652,11 @@ def votes_bench(args: argparse.Namespace) -> dict:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for statement in FLOOR_TABLES:
+            cursor.execute(statement)
     if os.environ.get("CACHE_URL"):
         from django.core.cache import cache
 
@@ -645,19 +679,21 @@ def votes_bench(args: argparse.Namespace) -> dict:
         path.write_text(json.dumps([chunk[client :: args.raters] for client in range(args.raters)]))
         session_paths.append(path)
     _analyze()
-    from django.db import connection
-
     connection.close()
 
+    floors = list(FLOORS) if args.floor else []
     log_path = work / "gunicorn.log"
     server = _gunicorn_start(args.port, args.workers, args.threads, log_path)
     try:
         _round("healthz", args.port, session_paths[0], 2, 0.5)  # warm every worker and thread
         _round("votes", args.port, session_paths[0], 3, 0.5)
+        for floor in floors:
+            _round(floor, args.port, session_paths[0], 2, 0.5)
         # Statistics of tables that held nothing at the start (votes, assignments), as
         # autovacuum keeps them on a live study: plans made for empty tables read whole tables.
         _analyze(database_only=True)
         ceilings, votes = [], []
+        floor_rounds: dict[str, list[dict]] = {floor: [] for floor in floors}
         for number in range(args.rounds):
             ceilings.append(
                 _measured_round(server, "healthz", args.port, session_paths[0], args.seconds, 1)
@@ -673,6 +709,10 @@ def votes_bench(args: argparse.Namespace) -> dict:
                     args.think,
                 )
             )
+            for floor in floors:
+                floor_rounds[floor].append(
+                    _measured_round(server, floor, args.port, session_paths[0], args.seconds, 1)
+                )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -680,6 +720,7 @@ def votes_bench(args: argparse.Namespace) -> dict:
     def median(rounds: list[dict], key: str) -> float:
         return round(statistics.median(r[key] for r in rounds), 2)
 
+    floor_runs = [each for rounds in floor_rounds.values() for each in rounds]
     votes_per_s = median(votes, "per_s")
     ceiling_rps = median(ceilings, "per_s")
     vote_cpu = median(votes, "app_cpu_ms") + median(votes, "db_cpu_ms")
@@ -700,9 +741,21 @@ def votes_bench(args: argparse.Namespace) -> dict:
             "app": median(ceilings, "app_cpu_ms"),
             "db": median(ceilings, "db_cpu_ms"),
         },
-        "errors": sum(r["error_count"] for r in votes + ceilings),
-        "first_errors": [e for r in votes + ceilings for e in r["errors"]][:5],
-        "rounds": {"votes": votes, "healthz": ceilings},
+        # What a view that does a part of a vote's work reaches on the same server, each
+        # with its ratio to the ceiling: see bench/floor_urls.py.
+        "floors": {
+            floor: {
+                "per_s": median(rounds, "per_s"),
+                "p50_ms": median(rounds, "p50_ms"),
+                "p99_ms": median(rounds, "p99_ms"),
+                "ratio": round(median(rounds, "per_s") / ceiling_rps, 3),
+                "cpu_ms": {"app": median(rounds, "app_cpu_ms"), "db": median(rounds, "db_cpu_ms")},
+            }
+            for floor, rounds in floor_rounds.items()
+        },
+        "errors": sum(r["error_count"] for r in votes + ceilings + floor_runs),
+        "first_errors": [e for r in votes + ceilings + floor_runs for e in r["errors"]][:5],
+        "rounds": {"votes": votes, "healthz": ceilings, **floor_rounds},
         "setup": {
             "raters": args.raters,
             "quota": args.quota,
@@ -884,7 +937,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20_000, help="pairs in the votes study")
     parser.add_argument("--quota", type=int, default=40, help="pairs per rater in the study")
     parser.add_argument(
-        "--raters-per-client", type=int, default=8, help="raters made per client and round"
+        "--raters-per-client", type=int, default=16, help="raters made per client and round"
+    )
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the floor views' rounds (bench/floor_urls.py)",
     )
     parser.add_argument("--seconds", type=float, default=15, help="measured seconds per round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -896,7 +955,7 @@ def main() -> None:
         "--think", type=float, default=0, help="seconds a rater pauses per pair (0: none)"
     )
     parser.add_argument("--fresh", type=int, default=500, help="fresh raters timed per size")
-    parser.add_argument("--drive", choices=["votes", "healthz"], help=argparse.SUPPRESS)
+    parser.add_argument("--drive", choices=["votes", "healthz", *FLOORS], help=argparse.SUPPRESS)
     parser.add_argument("--sessions", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=float, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
