@@ -14,7 +14,10 @@ rater takes their place. Raters vote at once (or after --think seconds, to see l
 saturation). Rounds alternate with rounds against /healthz, a trivial view of the same server,
 whose requests per second are the ceiling; medians over rounds are reported, with the CPU time
 the app and its database backends spent per vote and per /healthz answer (a ratio that other
-work on shared cores moves much less than throughput).
+work on shared cores moves much less than throughput). Unless --no-floor, rounds against three
+floor views of the same server follow (bench/floor_urls.py: a signed-in POST of a vote's form
+that stores nothing, one row, or a vote row with four answers), so the vote's ratio can be
+read against the ratio of the least any vote view must do.
 
 --assignment loads 10,000 pairs, then 1,000,000 pairs with 10,000,000 votes' worth of coverage
 (SQL generate_series, not the ORM), with an expired assignment per vote on the least voted
