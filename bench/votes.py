@@ -227,19 +227,25 @@ async def _rater_drive(
         connection.close()
 
 
-async def _floor_drive(port: int, sessions: list[str], tally: _Tally, target: str) -> None:
-    """Post vote-shaped forms to a floor view (bench/floor_urls.py) as one signed-in rater."""
+async def _repeat_drive(
+    port: int,
+    tally: _Tally,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    body: bytes = b"",
+    expected: bytes | None = None,
+) -> None:
+    """Send one request over and over until the deadline, counting its 200 answers.
+
+    An answer other than 200 (or, with `expected`, another body) is an error and ends the client.
+    """
     connection = _Connection(port)
-    token = secrets.token_hex(16)  # a CSRF secret of 32 characters, as cookie and form token
-    form = {"csrfmiddlewaretoken": token, "assignment": str(uuid.uuid4())}
-    form.update({f"answer_criterion_{index}": "tie" for index in range(4)})
-    body = urlencode(form).encode()
-    headers = {"Cookie": f"sessionid={sessions[0]}; csrftoken={token}", **JSON_HEADERS}
     try:
         while time.perf_counter() < tally.deadline:
             started = time.perf_counter()
-            status, _, answer = await connection.request("POST", target, headers, body)
-            if status != 200:
+            status, _, answer = await connection.request(method, target, headers, body)
+            if status != 200 or (expected is not None and answer != expected):
                 tally.errors.append(f"{target} {status}: {answer[:200]!r}")
                 return
             tally.all += 1
@@ -250,21 +256,17 @@ async def _floor_drive(port: int, sessions: list[str], tally: _Tally, target: st
         connection.close()
 
 
+async def _floor_drive(port: int, sessions: list[str], tally: _Tally, target: str) -> None:
+    """Post vote-shaped forms to a floor view (bench/floor_urls.py) as one signed-in rater."""
+    token = secrets.token_hex(16)  # a CSRF secret of 32 characters, as cookie and form token
+    form = {"csrfmiddlewaretoken": token, "assignment": str(uuid.uuid4())}
+    form.update({f"answer_criterion_{index}": "tie" for index in range(4)})
+    headers = {"Cookie": f"sessionid={sessions[0]}; csrftoken={token}", **JSON_HEADERS}
+    await _repeat_drive(port, tally, "POST", target, headers, urlencode(form).encode())
+
+
 async def _healthz_drive(port: int, tally: _Tally) -> None:
-    connection = _Connection(port)
-    try:
-        while time.perf_counter() < tally.deadline:
-            started = time.perf_counter()
-            status, _, body = await connection.request("GET", "/healthz", {})
-            if status != 200 or body != b"ok":
-                tally.errors.append(f"healthz {status}")
-                return
-            tally.all += 1
-            if tally.counts(started):
-                tally.latencies_ms.append((time.perf_counter() - started) * 1000)
-                tally.done += 1
-    finally:
-        connection.close()
+    await _repeat_drive(port, tally, "GET", "/healthz", {}, expected=b"ok")
 
 
 def _percentile(values: list[float], share: float) -> float:
