@@ -36,7 +36,12 @@ FLOOR_TABLES = (
 def environment_defaults(*, database: str, broker_db: int, **extra: str) -> None:
     """Set the settings a bench runs with, unless the environment says otherwise."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-    os.environ.setdefault("DATABASE_URL", f"postgres://postgres:postgres@127.0.0.1:5432/{database}")
+    if not os.environ.get("DATABASE_URL"):
+        # As manage.py does: the embedded PostgreSQL, in a data folder of the benches' own.
+        from webapp.embedded_postgres import start
+
+        server = start(ROOT / "var" / "bench-pgdata").rsplit("/", 1)[0]
+        os.environ["DATABASE_URL"] = f"{server}/{database}"
     os.environ.setdefault("CELERY_BROKER_URL", f"redis://127.0.0.1:6379/{broker_db}")
     os.environ.setdefault("SECRET_KEY", "bench-secret-key-" + "x" * 32)
     os.environ.setdefault("DEBUG", "false")

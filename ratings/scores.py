@@ -350,49 +350,6 @@ def _votes_load_postgresql(
     )
 
 
-def _votes_load_orm(
-    *, study: Study, criteria: Sequence[Criterion], include_flagged: bool
-) -> _LoadedVotes:
-    """Read the votes through the ORM: for SQLite (the demo), where studies are small."""
-    import numpy as np
-
-    votes = Vote.objects.filter(
-        study=study, kind=AssignmentKind.PAIR, pair__is_attention_check=False
-    )
-    if not include_flagged:
-        flagged = Participation.objects.filter(study=study, flagged=True).values("rater_id")
-        votes = votes.exclude(rater_id__in=flagged)
-    rows = list(
-        votes.values_list(
-            "id", "rater_id", "pair_id", "pair__variant_a_id", "pair__variant_b_id", "cohort_paths"
-        )
-    )
-    texts: dict[tuple[str, ...], int] = {}
-    label_set = [texts.setdefault(tuple(row[5]), len(texts)) for row in rows]
-    position = {criterion.pk: index for index, criterion in enumerate(criteria)}
-    answers = list(
-        Answer.objects.filter(criterion__in=criteria).values_list(
-            "vote_id", "criterion_id", "choice"
-        )
-    )
-    columns = list(zip(*rows, strict=True)) if rows else [()] * 6
-    return _loaded(
-        vote_ids=np.array(columns[0], dtype=np.int64),
-        rater_ids=np.array(columns[1], dtype=np.int64),
-        pair_ids=np.array(columns[2], dtype=np.int64),
-        variant_a_ids=np.array(columns[3], dtype=np.int64),
-        variant_b_ids=np.array(columns[4], dtype=np.int64),
-        label_set=np.array(label_set, dtype=np.int64),
-        label_sets=list(texts),
-        answer_votes=np.array([vote for vote, _, _ in answers], dtype=np.int64),
-        answer_codes=np.array(
-            [position[criterion] * 8 + _CHOICE_CODES[choice] for _, criterion, choice in answers],
-            dtype=np.int64,
-        ),
-        n_criteria=len(criteria),
-    )
-
-
 def _loaded(
     *,
     vote_ids: np.ndarray,
@@ -445,8 +402,6 @@ def _votes_load(
     """
     outermost = not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor != "postgresql":
-            return _votes_load_orm(study=study, criteria=criteria, include_flagged=include_flagged)
         if outermost:
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")

@@ -14,7 +14,7 @@ from functools import cache, lru_cache
 from statistics import median
 
 from django.core.files.storage import default_storage
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Count, Exists, OuterRef, QuerySet
 from django.utils import timezone
@@ -49,12 +49,8 @@ def shared_culture_path(*, prompt_cohort_path: str, rater_cohort_paths: list[str
 
 # Hand-written SQL. The rating page and the vote run on every request a rater makes, and the
 # ORM spent more time compiling their statements than PostgreSQL spent running them; these
-# statements are written by hand, in SQL that runs on PostgreSQL (tests, production) and on
-# SQLite (the demo). Where the two differ, the helpers below say so in one place.
-
-
-def on_postgresql() -> bool:
-    return connection.vendor == "postgresql"
+# statements are written by hand, in PostgreSQL's SQL: the one dialect the demo, the tests and
+# production all run.
 
 
 @lru_cache(maxsize=512)
@@ -77,8 +73,6 @@ class _RatingDebugCursor(CursorDebugWrapper):
 
     def execute(self, sql, params=None):
         sql = sql_compact(sql)
-        if self.db.vendor != "postgresql":
-            return super().execute(sql, params)
         # Django reads the logged text from the driver, which has `$1` for server-bound values.
         with self.debug_sql(self.db.ops.compose_sql(sql, params), params):
             return CursorWrapper.execute(self, sql, params)
@@ -108,21 +102,18 @@ def sql_cursor() -> Iterator:
     """
     db = connections[DEFAULT_DB_ALIAS]  # the proxy `connection` looks it up on every use
     db.ensure_connection()
-    if db.vendor == "postgresql":
-        raw = db.connection
-        if raw.prepare_threshold is None:
-            # Off, psycopg prepares nothing, even when asked; this high, only what is asked.
-            raw.prepare_threshold = 2**31 - 1
-        cursor = _preparing_cursor_class()(raw)
-        if not db.in_atomic_block and getattr(raw, "_polyphony_plans", None) is None:
-            # Plan each prepared statement once, for any parameters. Left to choose,
-            # PostgreSQL keeps planning the window reads afresh on every run, as their costs
-            # depend on the values; their plan does not (tests/test_assignment.py shows it at
-            # scale). The ORM's statements are never prepared, so this changes nothing for them.
-            cursor.execute("SET plan_cache_mode = force_generic_plan", prepare=False)
-            raw._polyphony_plans = "generic"
-    else:
-        cursor = db.create_cursor()
+    raw = db.connection
+    if raw.prepare_threshold is None:
+        # Off, psycopg prepares nothing, even when asked; this high, only what is asked.
+        raw.prepare_threshold = 2**31 - 1
+    cursor = _preparing_cursor_class()(raw)
+    if not db.in_atomic_block and getattr(raw, "_polyphony_plans", None) is None:
+        # Plan each prepared statement once, for any parameters. Left to choose,
+        # PostgreSQL keeps planning the window reads afresh on every run, as their costs
+        # depend on the values; their plan does not (tests/test_assignment.py shows it at
+        # scale). The ORM's statements are never prepared, so this changes nothing for them.
+        cursor.execute("SET plan_cache_mode = force_generic_plan", prepare=False)
+        raw._polyphony_plans = "generic"
     db.validate_thread_sharing()
     wrapped = (_RatingDebugCursor if db.queries_logged else _RatingCursor)(cursor, db)
     with wrapped:
@@ -159,21 +150,16 @@ def sql_list(name: str, values: Sequence, params: dict) -> str:
 
 
 def sql_json_array(columns: str) -> str:
-    return f"{'json_build_array' if on_postgresql() else 'json_array'}({columns})"
+    return f"json_build_array({columns})"
 
 
 def sql_json_rows(columns: str, source: str, order: str) -> str:
     """Return a scalar subquery: the rows `SELECT columns source` as a JSON array of arrays."""
-    if on_postgresql():
-        return f"(SELECT json_agg(json_build_array({columns}) ORDER BY {order}) {source})"
-    return (
-        f"(SELECT json_group_array(json(row)) FROM "
-        f"(SELECT json_array({columns}) AS row {source} ORDER BY {order}))"
-    )
+    return f"(SELECT json_agg(json_build_array({columns}) ORDER BY {order}) {source})"
 
 
 def sql_for_update_skip_locked() -> str:
-    return "FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    return "FOR UPDATE SKIP LOCKED"
 
 
 def sql_chain(first: str, then: Sequence[str], params: dict) -> tuple | None:
@@ -181,24 +167,13 @@ def sql_chain(first: str, then: Sequence[str], params: dict) -> tuple | None:
 
     `first` ends in RETURNING; each statement in `then` reads that row's first column as
     `{first}` and must do nothing when it is NULL. On PostgreSQL they are one statement,
-    chained WITH clauses: one round trip, atomic on its own. Elsewhere they run one after
-    another in a transaction, the later ones only if the first returned a row.
+    chained WITH clauses: one round trip, atomic on its own.
     """
-    if on_postgresql():
-        clauses = [f"first AS ({first})"] + [
-            f"then_{index} AS ({statement.format(first='(SELECT id FROM first)')})"
-            for index, statement in enumerate(then)
-        ]
-        return sql_fetchone(f"WITH {', '.join(clauses)} SELECT * FROM first", params)
-    with transaction.atomic(), sql_cursor() as cursor:
-        cursor.execute(first, params)
-        row = cursor.fetchone()
-        if row is not None:
-            for statement in then:
-                cursor.execute(
-                    statement.format(first="%(first_id)s"), {**params, "first_id": row[0]}
-                )
-    return row
+    clauses = [f"first AS ({first})"] + [
+        f"then_{index} AS ({statement.format(first='(SELECT id FROM first)')})"
+        for index, statement in enumerate(then)
+    ]
+    return sql_fetchone(f"WITH {', '.join(clauses)} SELECT * FROM first", params)
 
 
 # The rating page and the vote read everything they need about one rater in one study in one
@@ -289,7 +264,7 @@ def _uuid(value: uuid.UUID | str) -> uuid.UUID:
 
 
 def _datetime(value: datetime | str) -> datetime:
-    # JSON brings datetimes as text: ISO 8601 from PostgreSQL, naive UTC from SQLite.
+    # JSON brings datetimes as ISO 8601 text.
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -516,11 +491,11 @@ def _state_sql(study_by: str) -> str:
     """
 
 
-_STATE_SQL: dict[tuple[str, str], str] = {}
+_STATE_SQL: dict[str, str] = {}
 
 
 def _json(value):
-    # psycopg parses `json` columns itself; SQLite hands back text. Either is fine.
+    # psycopg parses `json` columns itself; a value built as text arrives as text.
     if value is None:
         return None
     return json.loads(value) if isinstance(value, str) else value
@@ -540,9 +515,9 @@ def rating_state(
     reservations with their prompts and images.
     """
     study_by, key = ("slug", study_slug) if study_id is None else ("id", study_id)
-    sql = _STATE_SQL.get((connection.vendor, study_by))
+    sql = _STATE_SQL.get(study_by)
     if sql is None:
-        sql = _STATE_SQL[connection.vendor, study_by] = _state_sql(study_by)
+        sql = _STATE_SQL[study_by] = _state_sql(study_by)
     params = {"study": key, "user": user_id, "now": db_datetime(now or timezone.now())}
     row = sql_fetchone(sql, params)
     if row is None:

@@ -202,21 +202,11 @@ def _served_insert(insert: str, params: dict) -> ServedPair | None:
     """Insert an assignment (with id `%(new_id)s`) and return it as a ServedPair; None if not.
 
     `insert` is an INSERT … SELECT that may insert nothing (a condition, ON CONFLICT DO NOTHING).
-    On PostgreSQL the insert and the read of its prompt and images are one statement.
+    The insert and the read of its prompt and images are one statement.
     """
-    if selectors.on_postgresql():
-        joins = selectors.served_joins()
-        sql = f"WITH new AS ({insert} RETURNING *) SELECT {SERVED_COLUMNS} FROM new {joins}"
-        row = selectors.sql_fetchone(sql, params)
-    else:
-        with transaction.atomic(), selectors.sql_cursor() as cursor:
-            cursor.execute(insert, params)
-            cursor.execute(
-                f"SELECT {SERVED_COLUMNS} FROM {Assignment._meta.db_table} new "
-                f"{selectors.served_joins()} WHERE new.id = %(new_id)s",
-                params,
-            )
-            row = cursor.fetchone()
+    joins = selectors.served_joins()
+    sql = f"WITH new AS ({insert} RETURNING *) SELECT {SERVED_COLUMNS} FROM new {joins}"
+    row = selectors.sql_fetchone(sql, params)
     return ServedPair.from_row(row) if row else None
 
 
@@ -1257,13 +1247,9 @@ def _live_sql(pool: _Pool, pair: str, params: dict) -> str:
             f"SELECT id FROM {t['cohort']} WHERE path = %(filling_path)s "
             "OR substr(path, 1, %(filling_length)s) = %(filling_subtree)s"
         )
-        # On PostgreSQL an array built once per statement: as a plain IN the planner probed
-        # the assignments' cohort index per pair, or joined the cohorts per pair (3 times the cost).
-        filling = (
-            f"live.cohort_id = ANY(ARRAY({subtree}))"
-            if selectors.on_postgresql()
-            else f"live.cohort_id IN ({subtree})"
-        )
+        # An array built once per statement: as a plain IN the planner probed the
+        # assignments' cohort index per pair, or joined the cohorts per pair (3 times the cost).
+        filling = f"live.cohort_id = ANY(ARRAY({subtree}))"
     params["live_kind"] = AssignmentKind.PAIR.value
     return (
         f"FROM {t['assignment']} live WHERE live.pair_id = {pair} "
@@ -1489,7 +1475,7 @@ def _pool_claim(state: RatingState, pool: _Pool, *, now: datetime) -> ServedPair
     caller then takes the longer way.
     """
     window, params = _pool_window_sql(state, pool, now=now)
-    lock = "FOR UPDATE OF coverage SKIP LOCKED" if selectors.on_postgresql() else ""
+    lock = "FOR UPDATE OF coverage SKIP LOCKED"
     with transaction.atomic():
         claimed = selectors.sql_fetchone(
             f"""SELECT coverage.pair_id, coverage.{pool.counter}

@@ -12,7 +12,6 @@ import json
 import time
 from datetime import timedelta
 
-import numpy as np
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -352,36 +351,6 @@ def test_pairs_formed_both_ways_round_are_scored_in_one_orientation(build):
     (cell,) = Score.objects.filter(run=run, cohort__path="nigeria", criterion__key="alignment")
     assert (cell.variant_a.name, cell.variant_b.name) == ("base", "tuned")
     assert (cell.count_a, cell.count_b) == (0, 15)
-
-
-def test_the_orm_reader_reads_what_the_postgresql_reader_reads(build):
-    raters = build.raters("india:tamil", count=3) + build.raters("korea", count=2, flagged=True)
-    pairs = build.pairs(3) + build.pairs(2, variants=(1, 0))
-    rng = np.random.default_rng(7)
-    build.votes(
-        raters, pairs, lambda r, p: {key: CHOICES[rng.integers(0, 4)] for key in build.criteria}
-    )
-    criteria = list(build.study.criteria.all())
-    for include_flagged in (False, True):
-        fast = scores_service._votes_load_postgresql(
-            study=build.study, criteria=criteria, include_flagged=include_flagged
-        )
-        plain = scores_service._votes_load_orm(
-            study=build.study, criteria=criteria, include_flagged=include_flagged
-        )
-        for name in (
-            "vote_ids",
-            "rater_ids",
-            "pair_ids",
-            "variant_a_ids",
-            "variant_b_ids",
-            "codes",
-        ):
-            assert np.array_equal(getattr(fast, name), getattr(plain, name)), name
-        fast_labels = [fast.label_sets[i] for i in fast.label_set]
-        plain_labels = [plain.label_sets[i] for i in plain.label_set]
-        assert fast_labels == plain_labels
-    assert len(fast.vote_ids) == 25
 
 
 def test_coherence_and_strengths_are_stored(build):
