@@ -19,8 +19,7 @@ demo: $(VENV)/.runtime
 	scripts/demo
 
 test: $(VENV)/.dev
-	scripts/ensure-services
-	$(PY) -m pytest $(PYTEST_ARGS)
+	scripts/test $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,9 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+    from webapp.bootstrap import environment_prepare
+
+    environment_prepare()
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -84,3 +84,54 @@ def test_worker_refuses_to_start_on_a_bad_setting():
     )
     assert result.returncode != 0
     assert "polyphony.E001" in result.stderr
+
+
+def test_a_database_other_than_postgresql_is_refused():
+    result = _check(DEBUG="false", SECRET_KEY=GOOD_KEY, DATABASE_URL="sqlite:///var/x.sqlite3")
+    assert result.returncode != 0
+    assert "polyphony.E003" in result.stderr
+    assert "must name a PostgreSQL database" in result.stderr
+
+
+def test_manage_py_without_database_url_runs_on_the_embedded_server(tmp_path):
+    # A var folder of its own: manage.py starts the embedded PostgreSQL there, runs the
+    # command against it, and stops it again as the only process that asked for it.
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c",
+         "from django.db import connection; connection.ensure_connection(); "
+         "print(connection.vendor, connection.settings_dict['HOST'])"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": "", "POLYPHONY_VAR_DIR": str(tmp_path),
+             "DEBUG": "false", "SECRET_KEY": GOOD_KEY},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["postgresql", str(tmp_path / "pgdata")]
+    assert not (tmp_path / "pgdata" / "postmaster.pid").exists()  # stopped with its last user
+
+
+def _setting_with_var_dir(var_dir: Path, name: str, **environ: str) -> str:
+    env = {**os.environ, "POLYPHONY_VAR_DIR": str(var_dir), "DEBUG": "false", **environ}
+    env.pop(name, None)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c",
+         f"from django.conf import settings; print(settings.{name})"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_var_env_is_read_and_the_environment_wins_over_it(tmp_path):
+    (tmp_path / ".env").write_text("POLYPHONY_ASSIGNMENT_MINUTES=7\nPOLYPHONY_SEEDS_PER_TASK=3\n")
+    assert _setting_with_var_dir(tmp_path, "POLYPHONY_ASSIGNMENT_MINUTES") == "7"
+    env_wins = {"POLYPHONY_ASSIGNMENT_MINUTES": "9"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-v", "0", "-c",
+         "from django.conf import settings; print(settings.POLYPHONY_ASSIGNMENT_MINUTES)"],
+        cwd=ROOT, env={**os.environ, "POLYPHONY_VAR_DIR": str(tmp_path), **env_wins},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.stdout.strip() == "9", result.stderr

@@ -8,10 +8,21 @@ from pathlib import Path
 from celery import Celery
 from celery.signals import worker_init
 
+from webapp.bootstrap import environment_prepare
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 app = Celery("webapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+
+
+@app.on_configure.connect
+def _prepare_environment(sender: Celery, **kwargs) -> None:
+    # Before the settings are read, not at import: importing the webapp package (as
+    # `python -m webapp.embedded_postgres` does) must not start a database.
+    environment_prepare()
+
+
 app.autodiscover_tasks()
 
 

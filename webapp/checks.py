@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.core import checks
@@ -64,7 +65,26 @@ def check_environment(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
                 obj="S3_BUCKET",
             )
         )
+    errors.extend(_check_static_files())
     return errors
+
+
+def _check_static_files() -> list[checks.CheckMessage]:
+    # With DEBUG off, page templates name static files by their hashed names from the
+    # manifest that `collectstatic` writes; without it every page fails to render.
+    if settings.DEBUG:
+        return []
+    manifest = Path(settings.STATIC_ROOT) / "staticfiles.json"
+    if manifest.exists():
+        return []
+    return [
+        checks.Warning(
+            f"Static files are not collected ({manifest} is missing), so pages cannot render "
+            "with DEBUG off: run `python manage.py collectstatic --no-input`.",
+            id="polyphony.W010",
+            obj="STATIC_ROOT",
+        )
+    ]
 
 
 def stop_on_configuration_errors() -> None:

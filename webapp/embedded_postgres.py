@@ -71,9 +71,7 @@ def start(data_dir: Path, *, stop_with_last_user: bool = False) -> str:
         raise EmbeddedPostgresError(
             f"The embedded PostgreSQL in {data_dir} did not start: {exc}\n{tail}"
         ) from exc
-    exists = server.psql(
-        f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"
-    ).strip()
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';").strip()
     if "(1 row)" not in exists:
         server.psql(f"CREATE DATABASE {DATABASE_NAME};")
     socket_dir = server.get_postmaster_info().socket_dir

@@ -1,7 +1,9 @@
 """Polyphony settings, read from the environment.
 
-Embedded defaults (SQLite and a filesystem Celery broker under var/) run the demo with no
-servers; tests and production point DATABASE_URL at PostgreSQL and CELERY_BROKER_URL at Redis.
+Embedded defaults run the demo with no system servers: the entry points (webapp/bootstrap.py)
+start the embedded PostgreSQL under var/pgdata when DATABASE_URL is unset, and the Celery
+broker is a folder under var/; production points DATABASE_URL at its PostgreSQL and
+CELERY_BROKER_URL at Redis. One SQL dialect everywhere: PostgreSQL.
 Bad values are collected in POLYPHONY_SETTINGS_ERRORS and reported as system checks
 (webapp/checks.py), so a misconfigured start stops with a message rather than a traceback.
 """
@@ -53,6 +55,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from gunicorn itself, compressed and cached forever under hashed names.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -80,15 +84,36 @@ TEMPLATES = [
     },
 ]
 
-# Database: SQLite under var/ unless DATABASE_URL says otherwise.
-_default_database_url = f"sqlite:///{VAR_DIR / 'polyphony.sqlite3'}"
-DATABASE_URL = env.str("DATABASE_URL") or _default_database_url
-try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-except Exception as exc:  # dj_database_url raises several types for a malformed URL
-    env.error("DATABASE_URL", f"DATABASE_URL is not a database URL Polyphony can use: {exc}")
-    # The dummy backend refuses every query, so nothing runs against a database we guessed.
-    DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
+# Database: PostgreSQL, always. manage.py, the worker and the WSGI app set DATABASE_URL to the
+# embedded server when it is unset (webapp/bootstrap.py); anything else must set it.
+DATABASE_URL = env.str("DATABASE_URL")
+# The dummy backend refuses every query, so nothing runs against a database we guessed.
+DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
+if not DATABASE_URL:
+    env.error(
+        "DATABASE_URL",
+        "DATABASE_URL is not set. manage.py, the Celery worker and the WSGI app start the "
+        "embedded PostgreSQL under var/pgdata when it is unset; anything else must set it "
+        "(postgres://user:password@host:5432/name)."
+        + (
+            f" The embedded server did not start: {env.str('POLYPHONY_EMBEDDED_DB_ERROR')}"
+            if env.str("POLYPHONY_EMBEDDED_DB_ERROR")
+            else ""
+        ),
+    )
+else:
+    try:
+        DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    except Exception as exc:  # dj_database_url raises several types for a malformed URL
+        env.error("DATABASE_URL", f"DATABASE_URL is not a database URL Polyphony can use: {exc}")
+    else:
+        if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+            env.error(
+                "DATABASE_URL",
+                "DATABASE_URL must name a PostgreSQL database (postgres://…): Polyphony's SQL "
+                f"is PostgreSQL's, and {DATABASE_URL.split(':', 1)[0]}:// is not supported.",
+            )
+            DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6's default; completion URLs are https
@@ -139,7 +164,13 @@ else:
     }
 STORAGES = {
     "default": _media_storage,
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # With DEBUG off, names carry a hash of the content and `collectstatic` must have run
+    # (the deployment steps, `make demo` and the tests run it); with DEBUG on, plain names.
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
 }
 
 # Celery: kombu's filesystem transport under var/ unless CELERY_BROKER_URL says otherwise.
