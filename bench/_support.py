@@ -45,6 +45,7 @@ def environment_defaults(*, database: str, broker_db: int, **extra: str) -> None
     os.environ.setdefault("CELERY_BROKER_URL", f"redis://127.0.0.1:6379/{broker_db}")
     os.environ.setdefault("SECRET_KEY", "bench-secret-key-" + "x" * 32)
     os.environ.setdefault("DEBUG", "false")
+    os.environ.setdefault("POLYPHONY_STATIC_MANIFEST", "false")  # no collectstatic in a bench
     for name, value in extra.items():
         os.environ.setdefault(name, value)
 

@@ -15,12 +15,12 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, Permission, User
-from django.core.management import call_command
 from django.db import connection
 
 from generation.models import ModelVariant
-from ratings import services as rating_services
+from ratings.entry.services import participation_consent, rater_cohorts_set, rater_ensure
 from ratings.models import Rater, Study
+from ratings.studies import cohort_ensure, study_create
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_COHORTS = {
@@ -30,13 +30,6 @@ TEST_COHORTS = {
     "korea": "Korea",
     "nigeria": "Nigeria",
 }
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _static_files_collected() -> None:
-    # Tests run with DEBUG off, as production does: pages name static files by the hashed
-    # names of collectstatic's manifest (whitenoise), so collect them once per session.
-    call_command("collectstatic", interactive=False, verbosity=0)
 
 
 @pytest.fixture(scope="session")
@@ -83,8 +76,8 @@ def variants(db, tiny_model) -> list[ModelVariant]:
 @pytest.fixture
 def study(db) -> Study:
     for path, name in TEST_COHORTS.items():
-        rating_services.cohort_ensure(path=path, name=name)
-    return rating_services.study_create(
+        cohort_ensure(path=path, name=name)
+    return study_create(
         name="Test study",
         slug="test-study",
         consent_text="You may stop at any time.",
@@ -95,11 +88,9 @@ def study(db) -> Study:
 
 def _rater(username: str, *cohort_paths: str) -> Rater:
     user = User.objects.create_user(username=username, password="x-" + username)
-    rater = rating_services.rater_ensure(user=user)
-    rating_services.participation_consent(study=Study.objects.get(slug="test-study"), rater=rater)
-    rating_services.rater_cohorts_set(
-        rater=rater, cohorts=[rating_services.cohort_ensure(path=p) for p in cohort_paths]
-    )
+    rater = rater_ensure(user=user)
+    participation_consent(study=Study.objects.get(slug="test-study"), rater=rater)
+    rater_cohorts_set(rater=rater, cohorts=[cohort_ensure(path=p) for p in cohort_paths])
     return rater
 
 
@@ -144,7 +135,7 @@ def pair_factory(study, variants):
     from PIL import Image as PILImage
 
     from generation.models import Image, Prompt, PromptBatch
-    from generation.services import image_file_store, pairs_form
+    from generation.rendering.services import image_file_store, pairs_form
     from ratings.models import Cohort, Pair
 
     batch = PromptBatch.objects.create(study=study, seeds_per_prompt=1)

@@ -72,7 +72,7 @@ def check_environment(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
 def _check_static_files() -> list[checks.CheckMessage]:
     # With DEBUG off, page templates name static files by their hashed names from the
     # manifest that `collectstatic` writes; without it every page fails to render.
-    if settings.DEBUG:
+    if not settings.POLYPHONY_STATIC_MANIFEST:
         return []
     manifest = Path(settings.STATIC_ROOT) / "staticfiles.json"
     if manifest.exists():

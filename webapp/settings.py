@@ -135,6 +135,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+POLYPHONY_STATIC_MANIFEST = env.bool("POLYPHONY_STATIC_MANIFEST", not DEBUG)
 STATIC_ROOT = VAR_DIR / "static"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
@@ -165,11 +166,12 @@ else:
 STORAGES = {
     "default": _media_storage,
     # With DEBUG off, names carry a hash of the content and `collectstatic` must have run
-    # (the deployment steps, `make demo` and the tests run it); with DEBUG on, plain names.
+    # (the deployment steps say so). Tests turn it off, as Django's docs advise, since they
+    # run no collectstatic; with DEBUG on, plain names.
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if DEBUG
-        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if POLYPHONY_STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
 
