@@ -156,13 +156,13 @@ def test_production_static_files_are_collected_hashed_and_served_by_whitenoise(t
         "page = c.get('/accounts/login/').content.decode(); "
         "css = re.search(r'href=\"(/static/polyphony\\.[0-9a-f]{12}\\.css)\"', page).group(1); "
         "r = c.get(css, HTTP_ACCEPT_ENCODING='gzip'); "
-        "print(r.status_code, r['Cache-Control'], r.get('Content-Encoding'))"
+        "print(r.status_code, r['Cache-Control'], r.get('Content-Encoding'), sep='|')"
     )
     served = subprocess.run(
         [sys.executable, "manage.py", "shell", "-v", "0", "-c", script],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert served.returncode == 0, served.stderr
-    status, cache_control, encoding = served.stdout.split()
+    status, cache_control, encoding = served.stdout.strip().split("|")
     assert status == "200"
     assert "immutable" in cache_control and encoding == "gzip"
