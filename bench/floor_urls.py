@@ -16,7 +16,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from bench._support import FLOORS
-from ratings.selectors import sql_cursor
+from ratings.sql import sql_cursor
 from webapp.urls import urlpatterns as app_urlpatterns
 
 

@@ -85,7 +85,7 @@ def main() -> None:
     from generation.pipeline import Renderer, pick_device
     from generation.services import batch_queue
     from generation.tiny import build_tiny_model
-    from ratings import services as rating_services
+    from ratings.studies import cohort_ensure, study_create
 
     call_command("migrate", verbosity=0)
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()
@@ -96,10 +96,8 @@ def main() -> None:
         base_path, lora_path = str(tiny.base), str(tiny.lora)
 
     stamp = f"{os.getpid()}-{int(time.time())}"
-    rating_services.cohort_ensure(path="bench")
-    study = rating_services.study_create(
-        name=f"bench {stamp}", slug=f"bench-{stamp}", cohort_paths=["bench"]
-    )
+    cohort_ensure(path="bench")
+    study = study_create(name=f"bench {stamp}", slug=f"bench-{stamp}", cohort_paths=["bench"])
     common = {"steps": args.steps, "width": args.size, "height": args.size, "guidance": 4.5}
     base = ModelVariant.objects.create(
         name=f"bench-base-{stamp}", role="base", base_checkpoint=base_path, **common

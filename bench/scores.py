@@ -88,14 +88,14 @@ def load(*, votes: int, seed: int) -> dict:
     from django.utils import timezone
 
     from generation.models import Image, ModelVariant, Prompt, PromptBatch
-    from ratings import services
     from ratings.models import Answer, Cohort, Pair, Participation, Rater, Study, Vote
+    from ratings.studies import cohort_ensure, study_create
 
     rng = np.random.default_rng(seed)
     leaves = [f"culture{c:02d}:sub{s}" for c in range(CULTURES) for s in range(SUB_CULTURES)]
     for path in leaves:
-        services.cohort_ensure(path=path)
-    study = services.study_create(name="Bench scores", slug=SLUG, cohort_paths=leaves)
+        cohort_ensure(path=path)
+    study = study_create(name="Bench scores", slug=SLUG, cohort_paths=leaves)
     Study.objects.filter(pk=study.pk).update(score_permutations=1000, score_bootstrap=1000)
     criteria = {c.key: c.pk for c in study.criteria.all()}
     base = ModelVariant.objects.create(name="bench-base", role="base", base_checkpoint="bench")
@@ -315,7 +315,7 @@ def _peak_rss_mb() -> float:
 def _export_child(fmt: str) -> None:
     """Drain one export in this process and print its time, size and rows (run by the parent)."""
     _setup()
-    from ratings.exports import export_stream
+    from ratings.exports.tables import export_stream
     from ratings.models import Study
 
     study = Study.objects.get(slug=SLUG)
@@ -353,7 +353,7 @@ def _copy_floor() -> tuple[float, int]:
     """Drain COPY of the export's own long-form query; return (seconds, rows)."""
     from django.db import connection
 
-    from ratings.exports import votes_long_query
+    from ratings.exports.votes import votes_long_query
     from ratings.models import Study
 
     query = votes_long_query(study=Study.objects.get(slug=SLUG))
@@ -386,8 +386,10 @@ def main() -> None:
 
     from django.core.management import call_command
 
-    from ratings import scores
     from ratings.models import Study
+    from ratings.results.loading import votes_load
+    from ratings.results.selectors import score_rows
+    from ratings.results.services import scores_compute
 
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
@@ -402,7 +404,7 @@ def main() -> None:
     study.refresh_from_db()
     criteria = list(study.criteria.all())
     started = time.perf_counter()
-    scores._votes_load(study=study, criteria=criteria, include_flagged=False)
+    votes_load(study=study, criteria=criteria, include_flagged=False)
     score_load_s = time.perf_counter() - started
     # scores_compute logs how long it read, computed and stored: keep those numbers.
     phases: list[tuple] = []
@@ -412,12 +414,12 @@ def main() -> None:
             if record.msg.startswith("Scored study"):
                 phases.append(record.args)
 
-    logging.getLogger("ratings.scores").addHandler(_Phases())
+    logging.getLogger("ratings.results.services").addHandler(_Phases())
     started = time.perf_counter()
-    run = scores.scores_compute(study=study)
+    run = scores_compute(study=study)
     score_s = time.perf_counter() - started
     _, _, _, run_load_s, run_statistics_s, run_store_s = phases[-1]
-    rows = scores.score_rows(run=run)
+    rows = score_rows(run=run)
     labels = Counter((row.depth, row.label) for row in rows)
     planted = {tuple(cell) for cell in loaded.pop("planted_splits")}
     found = {(row.cohort, row.criterion) for row in rows if row.depth == 2 and row.label == "split"}

@@ -312,10 +312,10 @@ def drive(
 
 def _study_make(raters_per_pair: int, quota: int = 30_000):
     from generation.models import Image, ModelVariant, Prompt, PromptBatch
-    from ratings import services
+    from ratings.studies import cohort_ensure, study_create
 
-    cohorts = [services.cohort_ensure(path=path) for path in (*ROOT_CULTURES, *SUB_CULTURES)]
-    study = services.study_create(
+    cohorts = [cohort_ensure(path=path) for path in (*ROOT_CULTURES, *SUB_CULTURES)]
+    study = study_create(
         name="Bench votes",
         slug=SLUG,
         cohort_paths=[cohort.path for cohort in cohorts],
@@ -787,7 +787,7 @@ def _assign_times(study, raters) -> tuple[list[float], float]:
     """
     from django.db import connection
 
-    from ratings.services import pair_assign
+    from ratings.assignment.services import pair_assign
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
@@ -827,7 +827,7 @@ def _plans(study, rater) -> dict[str, str]:
     """Return the plans of pair_assign's statements, run (but the insert) and timed."""
     from django.db import connection
 
-    from ratings.services import pair_assign
+    from ratings.assignment.services import pair_assign
 
     statements: list[tuple[str, dict]] = []
 

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import io
 import json
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
+
+from generation.model_files import (
+    SINGLE_FILE_CONFIG_HINT,
+    content_digest,
+    is_single_file,
+    single_file_config,
+    stat_signature,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -22,6 +29,8 @@ if TYPE_CHECKING:
 
 # torch and diffusers are imported lazily inside functions: the web process imports this module
 # for the constants, the spec and the hashing helpers, and must not pay for (or initialise) torch.
+
+_FINGERPRINT_VERSION = 1
 
 SCHEDULERS = ("dpm_multistep", "ddim", "euler", "euler_ancestral")
 DTYPES = ("auto", "float16", "bfloat16", "float32")
@@ -32,14 +41,6 @@ _SCHEDULER_CLASSES = {
     "euler": "EulerDiscreteScheduler",
     "euler_ancestral": "EulerAncestralDiscreteScheduler",
 }
-
-# Only files that can influence the loaded weights/config take part in fingerprints; READMEs,
-# images and VCS metadata in a model folder must not change them.
-_FINGERPRINT_SUFFIXES = frozenset(
-    {".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".txt", ".model"}
-)
-_FINGERPRINT_VERSION = 1
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,7 @@ class Renderer:
             return
 
         name = adapter_name_for(spec.lora_path)
-        signature = _stat_signature(spec.lora_path)
+        signature = stat_signature(spec.lora_path)
         known = loaded.adapters.get(name)
         if known is not None and known != signature:
             # The file changed on disk since it was loaded; drop the stale weights.
@@ -307,114 +308,6 @@ def _scheduler_class(name: str) -> Any:
     return getattr(diffusers, _SCHEDULER_CLASSES[name])
 
 
-def _stat_signature(location: str) -> tuple[tuple[str, int, int], ...]:
-    """Return (path, size, mtime) of the files at a location, empty for non-local references."""
-    return tuple((str(path), *_stat_key(path)) for path in _fingerprint_files(Path(location)))
-
-
-def _stat_key(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
-
-
-_digest_lock = threading.Lock()
-_digest_cache: dict[tuple[str, int, int], str] = {}
-
-
-def file_digest(path: Path | str) -> str:
-    """Return the sha256 hex of a file, cached by (path, size, mtime)."""
-    location = Path(path).resolve()
-    key = (str(location), *_stat_key(location))
-    with _digest_lock:
-        cached = _digest_cache.get(key)
-    if cached is not None:
-        return cached
-    digest = hashlib.sha256()
-    with location.open("rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    value = digest.hexdigest()
-    with _digest_lock:
-        _digest_cache[key] = value
-    return value
-
-
-def _fingerprint_files(location: Path) -> list[Path]:
-    """List the weight/config files that determine what loading a location produces."""
-    if location.is_file():
-        return [location]
-    if not location.is_dir():
-        return []
-    model_index = location / "model_index.json"
-    roots: Iterable[Path]
-    if model_index.is_file():
-        # A diffusers pipeline folder only loads the components named in model_index.json;
-        # stray root files such as single-file .ckpt exports must not be hashed.
-        index = json.loads(model_index.read_text("utf-8"))
-        roots = [
-            location / name
-            for name, value in index.items()
-            if not name.startswith("_")
-            and isinstance(value, list)
-            and all(value)
-            and (location / name).is_dir()
-        ]
-        files = [model_index]
-    else:
-        roots = [location]
-        files = []
-    for root in roots:
-        for path in root.rglob("*"):
-            relative = path.relative_to(location)
-            if any(part.startswith(".") for part in relative.parts):
-                continue
-            if path.is_file() and path.suffix in _FINGERPRINT_SUFFIXES:
-                files.append(path)
-    return sorted(files)
-
-
-SINGLE_FILE_SUFFIXES = frozenset({".safetensors", ".ckpt"})
-SINGLE_FILE_CONFIG_HINT = (
-    "a folder with the same name minus the suffix, or the folder holding the file, "
-    "with model_index.json and the component configs"
-)
-
-
-def is_single_file(location: str) -> bool:
-    """Tell whether a base checkpoint names a single-file .safetensors/.ckpt checkpoint."""
-    path = Path(location)
-    return path.suffix.lower() in SINGLE_FILE_SUFFIXES and not path.is_dir()
-
-
-def single_file_config(location: str) -> Path | None:
-    """Return the local diffusers folder whose configs a single-file checkpoint loads with.
-
-    `model.safetensors` is configured by a sibling `model/` folder, else by the folder holding
-    it (hub repositories ship both layouts side by side); either needs model_index.json.
-    """
-    path = Path(location)
-    if not is_single_file(location) or not path.is_file():
-        return None
-    for candidate in (path.with_suffix(""), path.parent):
-        if (candidate / "model_index.json").is_file():
-            return candidate
-    return None
-
-
-def _content_digest(location: str) -> dict[str, Any] | None:
-    """Describe a model location by its file contents, or by its name when it is not local."""
-    if not location:
-        return None
-    path = Path(location)
-    if not path.exists():
-        # A hub id cannot be hashed offline; its name is the best available identity.
-        return {"ref": location}
-    files = _fingerprint_files(path)
-    if path.is_file():
-        return {"files": [[path.name, file_digest(path)]]}
-    return {"files": [[p.relative_to(path).as_posix(), file_digest(p)] for p in files]}
-
-
 def spec_fingerprint(spec: RenderSpec) -> str:
     """Return a sha256 hex identifying the spec's settings and the contents of its model files."""
     settings = asdict(spec)
@@ -422,48 +315,20 @@ def spec_fingerprint(spec: RenderSpec) -> str:
     del settings["base_checkpoint"], settings["lora_path"]
     if not spec.lora_path:
         settings["lora_scale"] = None
-    base = _content_digest(spec.base_checkpoint)
+    base = content_digest(spec.base_checkpoint)
     config = single_file_config(spec.base_checkpoint)
     if base is not None and config is not None:
         # The config folder decides the architecture, tokenizer and scheduler, and supplies the
         # weights of any component the file lacks, so all of it is part of the identity.
-        base["config"] = _content_digest(str(config))
+        base["config"] = content_digest(str(config))
     payload = {
         "version": _FINGERPRINT_VERSION,
         "settings": settings,
         "base": base,
-        "lora": _content_digest(spec.lora_path),
+        "lora": content_digest(spec.lora_path),
     }
     encoded = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
     return hashlib.sha256(encoded).hexdigest()
-
-
-def encode_png(image: Image.Image) -> bytes:
-    """Encode an image as PNG without text chunks or other metadata."""
-    clean = image.copy()
-    # Pillow re-emits some entries of .info (e.g. an ICC profile) when saving; drop them all.
-    clean.info = {}
-    buffer = io.BytesIO()
-    clean.save(buffer, format="PNG", optimize=False, compress_level=6)
-    return buffer.getvalue()
-
-
-def content_name(data: bytes, suffix: str) -> str:
-    """Return a content-addressed file name: the sha256 hex of the bytes plus the suffix."""
-    if suffix and not suffix.startswith("."):
-        suffix = "." + suffix
-    return hashlib.sha256(data).hexdigest() + suffix
-
-
-def encode_webp(image: Image.Image, *, quality: int = 90) -> bytes:
-    """Encode the lighter WebP rendition raters see, without EXIF, XMP or ICC metadata."""
-    clean = image.convert("RGB")
-    clean.info = {}
-    buffer = io.BytesIO()
-    clean.save(
-        buffer, format="WEBP", quality=quality, method=4, exif=b"", xmp=b"", icc_profile=None
-    )
-    return buffer.getvalue()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

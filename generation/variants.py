@@ -14,15 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from generation.pipeline import (
-    DTYPES,
-    SCHEDULERS,
+from generation.model_files import (
     SINGLE_FILE_CONFIG_HINT,
     SINGLE_FILE_SUFFIXES,
-    RenderSpec,
     is_single_file,
     single_file_config,
 )
+from generation.pipeline import DTYPES, SCHEDULERS, RenderSpec
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 # A LoRA for another architecture misses hundreds of modules; a handful of sentences say enough.

@@ -7,8 +7,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import slugify
 
-from ratings import services
-from ratings.forms import CohortProposalAcceptForm
+from ratings.entry import services
+from ratings.entry.forms import CohortProposalAcceptForm
 from ratings.models import (
     Answer,
     Cohort,
@@ -22,6 +22,7 @@ from ratings.models import (
     StudyInvite,
     Vote,
 )
+from ratings.studies import criteria_ensure_defaults
 
 
 class CriterionInline(admin.TabularInline):
@@ -148,7 +149,7 @@ class StudyAdmin(admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change) -> None:
         super().save_related(request, form, formsets, change)
-        services.criteria_ensure_defaults(study=form.instance)
+        criteria_ensure_defaults(study=form.instance)
 
     def save_formset(self, request, form, formset, change) -> None:
         # Record who granted a researcher access.

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.db.models.signals import m2m_changed, post_save
 from django.dispatch import receiver
 
-from ratings import services
+from ratings.assignment.coverage import pair_coverage_backfill
 from ratings.models import Cohort, Study, Vote
 
 
@@ -26,7 +26,7 @@ def study_cohorts_added(
     else:
         added = [(instance, cohort) for cohort in Cohort.objects.filter(pk__in=pk_set)]
     for study, cohort in added:
-        services.pair_coverage_backfill(study=study, cohort=cohort)
+        pair_coverage_backfill(study=study, cohort=cohort)
 
 
 @receiver(post_save, sender=Vote)
@@ -41,7 +41,7 @@ def vote_saved_scores_stale(sender, instance: Vote, created: bool, raw: bool = F
     study_id = instance.study_id
 
     def mark_stale() -> None:
-        from ratings.scores import scores_mark_stale
+        from ratings.results.stale import scores_mark_stale
 
         scores_mark_stale(study_id=study_id)
 

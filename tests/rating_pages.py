@@ -10,8 +10,9 @@ from django.http import HttpResponse
 from django.test import Client
 from django.urls import NoReverseMatch, clear_url_caches, path, reverse
 
+from ratings.assignment.services import assignment_for_rater
 from ratings.models import Assignment, Rater, Study, Vote
-from ratings.services import assignment_for_rater, vote_cast
+from ratings.voting.services import vote_cast
 
 SCREEN_ANSWERS = {
     "alignment": "1",

@@ -13,10 +13,10 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
-from ratings import services
 from ratings.access import study_grant
-from ratings.exports import FORMATS, TABLES
+from ratings.exports.tables import FORMATS, TABLES
 from ratings.models import Pair, Study
+from ratings.studies import study_create
 from tests.test_exports_scores import _scored
 from tests.test_exports_votes import _raters, _vote, imported_pair_make
 
@@ -46,7 +46,7 @@ def scored_study(study, imported_pair) -> Study:
 
 @pytest.fixture
 def other_study(db) -> Study:
-    return services.study_create(name="Other study", slug="other-study")
+    return study_create(name="Other study", slug="other-study")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import yaml
 from django.test import Client
 from drf_spectacular.validation import validate_schema
 
-from ratings.exports import FORMATS, TABLES
+from ratings.exports.tables import FORMATS, TABLES
 
 
 def _schema() -> dict:

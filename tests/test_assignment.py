@@ -13,19 +13,21 @@ from django.db import connection
 from django.utils import timezone
 
 from generation.models import Image, ModelVariant, Prompt, PromptBatch
-from ratings import services
+from ratings.assignment.pools import ASSIGN_WINDOW
+from ratings.assignment.services import pair_assign
+from ratings.entry.services import participation_consent, rater_cohorts_set, rater_ensure
 from ratings.models import Assignment, Cohort, Pair, PairCoverage, Rater, Study
+from ratings.studies import cohort_ensure
+from ratings.voting.services import vote_cast
 
 ANSWERS = {"alignment": "1", "representation": "2", "stereotype": "tie", "offensiveness": "skip"}
 
 
 def _rater(name: str, *cohort_paths: str) -> Rater:
     user = User.objects.create_user(username=name, password="x-" + name)
-    rater = services.rater_ensure(user=user)
-    services.participation_consent(study=Study.objects.get(slug="test-study"), rater=rater)
-    services.rater_cohorts_set(
-        rater=rater, cohorts=[Cohort.objects.get(path=path) for path in cohort_paths]
-    )
+    rater = rater_ensure(user=user)
+    participation_consent(study=Study.objects.get(slug="test-study"), rater=rater)
+    rater_cohorts_set(rater=rater, cohorts=[Cohort.objects.get(path=path) for path in cohort_paths])
     return rater
 
 
@@ -38,7 +40,7 @@ def _votes_set(pair: Pair, path: str, votes: int) -> None:
 
 
 def _cast(rater: Rater, assignment: Assignment) -> None:
-    services.vote_cast(rater=rater, assignment_id=assignment.pk, answers=ANSWERS)
+    vote_cast(rater=rater, assignment_id=assignment.pk, answers=ANSWERS)
 
 
 def test_forming_a_pair_opens_coverage_for_its_cohort_ancestors_and_study_cohorts_below(
@@ -67,7 +69,7 @@ def test_rater_gets_in_group_pairs_and_out_group_ones_only_at_the_study_share(pa
             pair_factory(cohort_path=path)
     rater = _rater("ravi", "india:kerala")
 
-    served = [services.pair_assign(study=study, rater=rater) for _ in range(24)]
+    served = [pair_assign(study=study, rater=rater) for _ in range(24)]
     prompt_paths = [assignment.pair.prompt.cohort.path for assignment in served]
     outgroup = [a for a in served if a.cohort_id is None]
     # Every 4th pair is foreign, and only then; the first ones are the rater's own culture.
@@ -84,8 +86,8 @@ def test_without_an_out_group_share_a_rater_never_gets_another_cultures_pairs(pa
     study = own.study
     assert study.outgroup_share == 0
     rater = _rater("ravi", "india")
-    assert services.pair_assign(study=study, rater=rater).pair == own
-    assert services.pair_assign(study=study, rater=rater) is None
+    assert pair_assign(study=study, rater=rater).pair == own
+    assert pair_assign(study=study, rater=rater) is None
 
 
 def test_subculture_rater_gets_pairs_of_their_culture_and_their_own_not_a_sibling(pair_factory):
@@ -93,21 +95,21 @@ def test_subculture_rater_gets_pairs_of_their_culture_and_their_own_not_a_siblin
     tamil = pair_factory(cohort_path="india:tamil")
     pair_factory(cohort_path="india:kerala")
     rater = _rater("kavya", "india:tamil")
-    served = {services.pair_assign(study=india.study, rater=rater) for _ in range(2)}
+    served = {pair_assign(study=india.study, rater=rater) for _ in range(2)}
     assert {assignment.pair for assignment in served} == {india, tamil}
     assert {assignment.cohort.path for assignment in served} == {"india:tamil"}
-    assert services.pair_assign(study=india.study, rater=rater) is None
+    assert pair_assign(study=india.study, rater=rater) is None
 
 
 def test_rater_is_never_served_a_pair_twice_even_one_they_skipped(pair_factory):
     pairs = {pair_factory().pk for _ in range(3)}
     rater = _rater("ravi", "india")
     study = Study.objects.get(slug="test-study")
-    first = services.pair_assign(study=study, rater=rater)
+    first = pair_assign(study=study, rater=rater)
     Assignment.objects.filter(pk=first.pk).update(skipped_at=timezone.now())
-    others = [services.pair_assign(study=study, rater=rater) for _ in range(2)]
+    others = [pair_assign(study=study, rater=rater) for _ in range(2)]
     assert sorted([first.pair_id, *(a.pair_id for a in others)]) == sorted(pairs)
-    assert services.pair_assign(study=study, rater=rater) is None
+    assert pair_assign(study=study, rater=rater) is None
 
 
 def test_only_pairs_below_target_are_served_fewest_votes_first(pair_factory):
@@ -116,21 +118,21 @@ def test_only_pairs_below_target_are_served_fewest_votes_first(pair_factory):
     _votes_set(some, "india", 2)
     _votes_set(full, "india", 3)
     rater = _rater("ravi", "india")
-    assert services.pair_assign(study=study, rater=rater).pair == none
-    assert services.pair_assign(study=study, rater=rater).pair == some
-    assert services.pair_assign(study=study, rater=rater) is None
+    assert pair_assign(study=study, rater=rater).pair == none
+    assert pair_assign(study=study, rater=rater).pair == some
+    assert pair_assign(study=study, rater=rater) is None
 
 
 def test_live_reservations_spread_raters_and_fill_places(pair_factory):
     pairs = [pair_factory() for _ in range(3)]
     study = pairs[0].study
     raters = [_rater(f"r{i}", "india") for i in range(10)]
-    served = [services.pair_assign(study=study, rater=rater).pair_id for rater in raters[:9]]
+    served = [pair_assign(study=study, rater=rater).pair_id for rater in raters[:9]]
     # Each of the first three raters gets a pair nobody holds; then each pair a second holder.
     assert sorted(served[:3]) == sorted(pair.pk for pair in pairs)
     assert sorted(served[3:6]) == sorted(pair.pk for pair in pairs)
     # Three places per pair, all reserved: the tenth rater waits.
-    assert services.pair_assign(study=study, rater=raters[9]) is None
+    assert pair_assign(study=study, rater=raters[9]) is None
 
 
 def test_expired_reservations_return_their_pair_and_voted_ones_count_as_votes(pair_factory):
@@ -140,16 +142,16 @@ def test_expired_reservations_return_their_pair_and_voted_ones_count_as_votes(pa
     study.save()
     first, second = _rater("ann", "india"), _rater("bob", "india")
     now = timezone.now()
-    held = services.pair_assign(study=study, rater=first, now=now)
+    held = pair_assign(study=study, rater=first, now=now)
     assert held.pair == pair
-    assert services.pair_assign(study=study, rater=second, now=now) is None
+    assert pair_assign(study=study, rater=second, now=now) is None
     later = held.expires_at + timedelta(seconds=1)
-    assert services.pair_assign(study=study, rater=second, now=later).pair == pair
+    assert pair_assign(study=study, rater=second, now=later).pair == pair
 
     third = _rater("cem", "india")
     _cast(second, Assignment.objects.get(rater=second))
     assert _coverage(pair, "india").votes == 1
-    assert services.pair_assign(study=study, rater=third, now=later) is None
+    assert pair_assign(study=study, rater=third, now=later) is None
 
 
 def test_a_vote_counts_in_the_raters_cohort_and_its_ancestors(pair_factory):
@@ -158,7 +160,7 @@ def test_a_vote_counts_in_the_raters_cohort_and_its_ancestors(pair_factory):
     study = tamil_pair.study
     rater = _rater("kavya", "india:tamil", "nigeria")
     for _ in range(2):
-        _cast(rater, services.pair_assign(study=study, rater=rater))
+        _cast(rater, pair_assign(study=study, rater=rater))
     rows = {
         (row.pair_id, row.cohort.path): (row.votes, row.outgroup_votes)
         for row in PairCoverage.objects.select_related("cohort")
@@ -178,12 +180,12 @@ def test_a_tamil_vote_fills_a_place_of_india_too(pair_factory):
     study.raters_per_pair = 1
     study.save()
     tamil, india = _rater("kavya", "india:tamil"), _rater("asha", "india")
-    held = services.pair_assign(study=study, rater=tamil)
+    held = pair_assign(study=study, rater=tamil)
     # Held by a Tamil rater, whose vote will count in India: no place left for India.
-    assert services.pair_assign(study=study, rater=india) is None
+    assert pair_assign(study=study, rater=india) is None
     _cast(tamil, held)
     assert _coverage(pair, "india").votes == 1
-    assert services.pair_assign(study=study, rater=india) is None
+    assert pair_assign(study=study, rater=india) is None
 
 
 def test_an_out_group_vote_counts_apart_from_the_cultures_own(pair_factory):
@@ -192,7 +194,7 @@ def test_an_out_group_vote_counts_apart_from_the_cultures_own(pair_factory):
     study.outgroup_share = 1.0
     study.save()
     rater = _rater("minji", "korea")
-    assignment = services.pair_assign(study=study, rater=rater)
+    assignment = pair_assign(study=study, rater=rater)
     assert assignment.pair == pair and assignment.cohort is None
     _cast(rater, assignment)
     assert (_coverage(pair, "india").votes, _coverage(pair, "india").outgroup_votes) == (0, 1)
@@ -217,19 +219,19 @@ def test_attention_check_pairs_are_never_served(pair_factory):
     PairCoverage.objects.create(study=study, pair=check, cohort=Cohort.objects.get(path="india"))
     _votes_set(regular, "india", 1)
     rater = _rater("ravi", "india")
-    assert services.pair_assign(study=study, rater=rater).pair == regular
-    assert services.pair_assign(study=study, rater=rater) is None
+    assert pair_assign(study=study, rater=rater).pair == regular
+    assert pair_assign(study=study, rater=rater) is None
 
 
 def test_cohort_added_to_a_study_later_gets_the_existing_pairs(pair_factory):
     pair = pair_factory(cohort_path="india")
     study = pair.study
-    punjabi = services.cohort_ensure(path="india:punjabi")
+    punjabi = cohort_ensure(path="india:punjabi")
     assert not PairCoverage.objects.filter(pair=pair, cohort=punjabi).exists()
     study.cohorts.add(punjabi)
     assert _coverage(pair, "india:punjabi").votes == 0
     rater = _rater("jas", "india:punjabi")
-    assignment = services.pair_assign(study=study, rater=rater)
+    assignment = pair_assign(study=study, rater=rater)
     assert assignment.pair == pair
     assert assignment.cohort == punjabi  # counted toward Punjabi, the study's own cohort now
 
@@ -240,13 +242,13 @@ def test_rater_whose_sub_culture_is_not_in_the_study_gets_its_cultures_pairs(pai
     pair_factory(cohort_path="korea")
     study = india.study
     punjabi_in_india = pair_factory(cohort_path="india")
-    services.cohort_ensure(path="india:punjabi")  # a cohort of no study's
+    cohort_ensure(path="india:punjabi")  # a cohort of no study's
     rater = _rater("jas", "india:punjabi")
-    served = [services.pair_assign(study=study, rater=rater) for _ in range(2)]
+    served = [pair_assign(study=study, rater=rater) for _ in range(2)]
     # India's pairs, not Kerala's (a sibling) nor Korea's, counted toward India.
     assert {assignment.pair for assignment in served} == {india, punjabi_in_india}
     assert {assignment.cohort.path for assignment in served} == {"india"}
-    assert services.pair_assign(study=study, rater=rater) is None
+    assert pair_assign(study=study, rater=rater) is None
     _cast(rater, served[0])
     assert _coverage(served[0].pair, "india").votes == 1
 
@@ -267,7 +269,7 @@ def test_concurrent_raters_never_fill_a_pair_beyond_its_target(pair_factory):
         try:
             rater = Rater.objects.get(pk=rater_id)
             barrier.wait()
-            assignment = services.pair_assign(study=study, rater=rater)
+            assignment = pair_assign(study=study, rater=rater)
             served.append(assignment.pair_id if assignment else None)
         except BaseException as exc:  # reported below, in the test's thread
             errors.append(exc)
@@ -352,7 +354,7 @@ def test_assignment_query_reads_the_coverage_index_not_the_whole_table(study, va
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(record):
-        assert services.pair_assign(study=study, rater=rater) is not None
+        assert pair_assign(study=study, rater=rater) is not None
     claim, params = next(
         (sql, params)
         for sql, params in statements
@@ -364,4 +366,4 @@ def test_assignment_query_reads_the_coverage_index_not_the_whole_table(study, va
     assert "Seq Scan on ratings_pair " not in plan, plan
     # Every read of the coverage index stops near the window's size: ranges, not the study.
     read = re.findall(r"coverage_least_first .*?actual time=\S+ rows=(\d+)", plan)
-    assert read and max(map(int, read)) <= 2 * services.ASSIGN_WINDOW, plan
+    assert read and max(map(int, read)) <= 2 * ASSIGN_WINDOW, plan

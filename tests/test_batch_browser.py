@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from generation.models import Image, PromptBatch
-from generation.tasks import render_prompt
+from generation.rendering.tasks import render_prompt
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -11,11 +11,12 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from generation import services
 from generation.batch_files import PromptRow
 from generation.models import Image, PromptBatch
+from generation.rendering.services import batch_refresh_status
+from generation.rendering.tasks import render_prompt
 from generation.selectors import batch_progress
-from generation.tasks import render_prompt
+from generation.services import batch_cancel, batch_queue
 
 FAKE_FILE = "images/rendered-elsewhere.png"
 
@@ -26,7 +27,7 @@ def _batch(study, variants, *, prompts: int = 2, seeds=(11, 12)) -> PromptBatch:
         PromptRow(n, f"a festival street scene {n}", "india", "places", tuple(seeds))
         for n in range(1, prompts + 1)
     ]
-    return services.batch_queue(study=study, rows=rows, variants=variants)
+    return batch_queue(study=study, rows=rows, variants=variants)
 
 
 def _images(batch: PromptBatch) -> list[Image]:
@@ -147,13 +148,13 @@ def test_cancel_turns_queued_images_into_cancelled_and_leaves_done_and_running_a
 
     # The running images finish; the batch stays cancelled.
     _set(images[2:4], Image.Status.DONE)
-    assert services.batch_refresh_status(batch=batch) == PromptBatch.Status.CANCELLED
+    assert batch_refresh_status(batch=batch) == PromptBatch.Status.CANCELLED
 
 
 def test_cancelling_a_finished_batch_changes_nothing(admin_client, study, variants):
     batch = _batch(study, variants)
     _set(_images(batch), Image.Status.DONE)
-    services.batch_refresh_status(batch=batch)
+    batch_refresh_status(batch=batch)
 
     response = admin_client.post(f"/batches/{batch.pk}/cancel/", follow=True)
 
@@ -172,7 +173,7 @@ def test_retry_queues_failed_images_again_and_enqueues_their_render_tasks(
     ]
     _set([image for image in images if image not in failed], Image.Status.DONE)
     _set(failed, Image.Status.FAILED, error="RuntimeError: boom", finished_at=timezone.now())
-    assert services.batch_refresh_status(batch=batch) == PromptBatch.Status.FAILED
+    assert batch_refresh_status(batch=batch) == PromptBatch.Status.FAILED
     sent = []
     monkeypatch.setattr(render_prompt, "delay", lambda *args, **kwargs: sent.append(args))
 
@@ -200,7 +201,7 @@ def test_retry_queues_failed_images_again_and_enqueues_their_render_tasks(
 def test_a_cancelled_batch_is_not_retried(admin_client, study, variants):
     batch = _batch(study, variants)
     _set(_images(batch)[:2], Image.Status.FAILED, error="boom")
-    services.batch_cancel(batch=batch)
+    batch_cancel(batch=batch)
 
     response = admin_client.post(f"/batches/{batch.pk}/retry-failed/", follow=True)
 
@@ -213,7 +214,7 @@ def test_the_api_lists_recent_batches_newest_first_for_staff_with_a_token(
 ):
     older = _batch(study, variants)
     newer = _batch(study, variants, prompts=1)
-    services.batch_cancel(batch=older)
+    batch_cancel(batch=older)
     client = Client()
     token = Token.objects.create(user=admin_user)
 

@@ -28,9 +28,9 @@ from django.test import Client
 from django.urls import reverse
 from PIL import Image as PILImage
 
+from generation.image_files import content_name, encode_png, encode_webp
 from generation.models import Image, ModelVariant, Prompt, PromptBatch
-from generation.pipeline import content_name, encode_png, encode_webp
-from generation.services import image_file_store, pairs_form
+from generation.rendering.services import image_file_store, pairs_form
 from ratings.models import Assignment, AssignmentKind, Cohort, Pair
 from tests.conftest import _rater
 from tests.rating_pages import (

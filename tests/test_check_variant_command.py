@@ -10,8 +10,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
+from generation.image_files import encode_png
 from generation.models import ModelVariant
-from generation.pipeline import Renderer, encode_png, spec_fingerprint
+from generation.pipeline import Renderer, spec_fingerprint
 
 
 def run(*args: str) -> str:

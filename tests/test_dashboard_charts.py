@@ -8,9 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratings import charts
 from ratings.cohorts import cohort_path_parent
-from ratings.dashboard import cohorts_hidden
+from ratings.results.charts import (
+    CENTRE,
+    HALF,
+    BarRow,
+    diverging_bars,
+    diverging_extent,
+    stacked_bar,
+)
+from ratings.results.dashboard import cohorts_hidden
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -33,41 +40,41 @@ def _segments(row: ET.Element) -> dict[str, tuple[float, float]]:
 
 
 def test_diverging_extent_centres_the_ties_and_leans_toward_the_majority():
-    assert charts.diverging_extent(10, 0, 10) == (0.5, 0.5)
-    assert charts.diverging_extent(0, 8, 0) == (0.5, 0.5)
-    assert charts.diverging_extent(30, 0, 0) == (1.0, 0.0)
-    assert charts.diverging_extent(60, 10, 30) == pytest.approx((0.65, 0.35))
-    assert charts.diverging_extent(0, 0, 0) == (0.0, 0.0)
+    assert diverging_extent(10, 0, 10) == (0.5, 0.5)
+    assert diverging_extent(0, 8, 0) == (0.5, 0.5)
+    assert diverging_extent(30, 0, 0) == (1.0, 0.0)
+    assert diverging_extent(60, 10, 30) == pytest.approx((0.65, 0.35))
+    assert diverging_extent(0, 0, 0) == (0.0, 0.0)
 
 
 def test_bars_are_drawn_a_left_tie_across_the_centre_b_right_to_scale():
     svg = _parse(
-        charts.diverging_bars(
+        diverging_bars(
             title="India",
-            rows=[charts.BarRow(name="alignment", label="consensus", counts=(60, 10, 30), skip=4)],
+            rows=[BarRow(name="alignment", label="consensus", counts=(60, 10, 30), skip=4)],
             left_name="sd-base",
             right_name="sd-lora",
         )
     )
     segments = _segments(_row(svg, "alignment"))
     # 100 % is HALF wide on either side; a is 60 %, tie 10 % around the centre, b 30 %.
-    scale = charts.HALF / 100
-    assert segments["a"] == pytest.approx((charts.CENTRE - 65 * scale, 60 * scale))
+    scale = HALF / 100
+    assert segments["a"] == pytest.approx((CENTRE - 65 * scale, 60 * scale))
     tie_x, tie_width = segments["tie"]
-    assert tie_x + tie_width / 2 == pytest.approx(charts.CENTRE)
+    assert tie_x + tie_width / 2 == pytest.approx(CENTRE)
     assert tie_width == pytest.approx(10 * scale)
-    assert segments["b"] == pytest.approx((charts.CENTRE + 5 * scale, 30 * scale))
+    assert segments["b"] == pytest.approx((CENTRE + 5 * scale, 30 * scale))
     texts = [text.text for text in _row(svg, "alignment").iter(f"{SVG}text")]
     assert texts == ["alignment", "60%", "30%", "consensus", "skip 4"]  # tie too narrow for text
 
 
 def test_chart_has_an_accessible_name_that_says_every_row_in_words():
-    markup = charts.diverging_bars(
+    markup = diverging_bars(
         title="India, sd-base versus sd-lora",
         rows=[
-            charts.BarRow(name="alignment", label="consensus", counts=(1, 1, 8), skip=0),
-            charts.BarRow(name="representation", label="split", counts=(45, 10, 45), skip=2),
-            charts.BarRow(
+            BarRow(name="alignment", label="consensus", counts=(1, 1, 8), skip=0),
+            BarRow(name="representation", label="split", counts=(45, 10, 45), skip=2),
+            BarRow(
                 name="stereotype", label="insufficient", counts=None, note="fewer than 5 raters"
             ),
         ],
@@ -98,9 +105,9 @@ def test_chart_has_an_accessible_name_that_says_every_row_in_words():
 
 
 def test_every_text_in_the_markup_is_escaped():
-    markup = charts.diverging_bars(
+    markup = diverging_bars(
         title='<script>alert("x")</script>',
-        rows=[charts.BarRow(name="a&b", label="split", counts=(1, 0, 1), skip=0)],
+        rows=[BarRow(name="a&b", label="split", counts=(1, 0, 1), skip=0)],
         left_name="<b>",
         right_name='"q"',
     )
@@ -112,7 +119,7 @@ def test_every_text_in_the_markup_is_escaped():
 
 def test_stacked_bar_names_each_share():
     svg = _parse(
-        charts.stacked_bar(
+        stacked_bar(
             title="India, representation answers",
             parts=(("same", 6, "#000"), ("tie", 0, "#111"), ("other", 2, "#222")),
         )

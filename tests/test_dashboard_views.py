@@ -16,7 +16,6 @@ from django.urls import include, path, reverse
 
 import ratings.urls
 from generation.models import ModelVariant, Prompt, PromptBatch
-from ratings import services as rating_services
 from ratings.access import study_grant
 from ratings.models import (
     CoherenceScore,
@@ -28,6 +27,7 @@ from ratings.models import (
     StrengthScore,
     Study,
 )
+from ratings.studies import cohort_ensure, study_create
 from webapp import urls as webapp_urls
 
 pytestmark = pytest.mark.django_db
@@ -238,14 +238,14 @@ def test_people_not_granted_the_study_get_403_and_no_data(
 
 
 def _granted_elsewhere() -> User:
-    other = rating_services.study_create(name="Other study", slug="other-study")
+    other = study_create(name="Other study", slug="other-study")
     user = User.objects.create_user("rene", password="x")
     study_grant(study=other, user=user)
     return user
 
 
 def test_study_list_shows_only_the_granted_studies_with_links(scored, researcher, study):
-    rating_services.study_create(name="Hidden study", slug="hidden-study")
+    study_create(name="Hidden study", slug="hidden-study")
     _run(study, computed_at=COMPUTED_AT - timedelta(days=3), votes_covered=7)  # older
     response = _client(researcher).get(reverse("ratings:study_list"))
     assert response.status_code == 200
@@ -266,7 +266,7 @@ def test_a_researcher_of_another_study_sees_only_that_one_in_the_list(scored):
 
 def test_superusers_read_every_study(scored):
     admin = User.objects.create_superuser("ada", "ada@example.org", "x")
-    rating_services.study_create(name="Second study", slug="second-study")
+    study_create(name="Second study", slug="second-study")
     client = _client(admin)
     page = client.get(reverse("ratings:study_list")).content.decode()
     assert "Test study" in page and "Second study" in page
@@ -377,7 +377,7 @@ def test_drill_down_hides_a_sibling_that_would_give_a_small_cohort_away(scored, 
 
 
 def test_unknown_or_foreign_cohorts_are_not_found(scored, researcher):
-    rating_services.cohort_ensure(path="mexico")
+    cohort_ensure(path="mexico")
     client = _client(researcher)
     assert client.get(URL + "?cohort=mexico").status_code == 404
     assert client.get(URL + "?cohort=atlantis").status_code == 404
@@ -504,9 +504,9 @@ def _queued_tasks(broker: redis.Redis) -> list[tuple[str, str]]:
 
 def test_recompute_now_enqueues_the_task_and_comes_back(scored, researcher, study, settings):
     try:
-        import ratings.tasks  # noqa: F401
+        import ratings.results.tasks  # noqa: F401
     except ImportError:
-        pytest.skip("ratings.tasks (scores_compute_task) is not written yet")
+        pytest.skip("ratings.results.tasks (scores_compute_task) is not written yet")
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     broker.flushdb()
     client = _client(researcher)

@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 
 from generation.models import Prompt
-from generation.tasks import render_prompt
+from generation.rendering.tasks import render_prompt
 from ratings.models import Study, Vote
 from tests.rating_pages import form_answers, served_assignment_id
 from webapp.management.commands.demo_setup import DEMO_PEOPLE
@@ -83,7 +83,7 @@ def test_every_export_of_the_demo_downloads_with_a_vote_cast_through_the_page(de
     vote = _vote_as_the_demo_rater(demo_study)
     researcher = _signed_in("researcher")
     researcher.post(reverse("ratings:dashboard_recompute", args=[demo_study.slug]))
-    from ratings.scores import scores_compute
+    from ratings.results.services import scores_compute
 
     scores_compute(study=demo_study)
 

@@ -13,7 +13,20 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from ratings import services
+from ratings.entry.services import (
+    EmailTaken,
+    EntryRefused,
+    ProposalDecided,
+    cohort_proposal_accept,
+    cohort_proposal_reject,
+    cohort_proposal_submit,
+    invite_create,
+    invite_redeem,
+    participation_consent,
+    rater_ensure,
+    rater_from_panel,
+    rater_sign_up,
+)
 from ratings.models import (
     Cohort,
     CohortProposal,
@@ -23,6 +36,7 @@ from ratings.models import (
     StudyInvite,
     Vote,
 )
+from ratings.studies import cohort_ensure, study_create
 
 PANEL_ID = "5f1e2d3c4b5a69788796a5b4"
 
@@ -34,7 +48,7 @@ def _start(study) -> str:
 def _consented_client(study, user: User) -> Client:
     client = Client()
     client.force_login(user)
-    services.participation_consent(study=study, rater=services.rater_ensure(user=user))
+    participation_consent(study=study, rater=rater_ensure(user=user))
     return client
 
 
@@ -77,8 +91,8 @@ def test_sign_up_refuses_an_email_an_admin_gave_another_user(outsider):
     outsider.save()
     response = _sign_up(Client(), "Otto@Example.org")
     assert "There is already an account with this email." in response.content.decode()
-    with pytest.raises(services.EmailTaken):
-        services.rater_sign_up(email="OTTO@example.org", password="ripe mango 4172")
+    with pytest.raises(EmailTaken):
+        rater_sign_up(email="OTTO@example.org", password="ripe mango 4172")
 
 
 @pytest.mark.parametrize(
@@ -215,7 +229,7 @@ def test_panel_raters_racing_on_one_id_make_one_rater():
         try:
             barrier.wait()
             for panel_id in ids:
-                services.rater_from_panel(panel_id=panel_id)
+                rater_from_panel(panel_id=panel_id)
         except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
         finally:
@@ -235,7 +249,7 @@ def test_panel_raters_racing_on_one_id_make_one_rater():
 
 
 def test_invite_sends_a_newcomer_to_sign_up_and_then_into_the_study_counting_one_use(study):
-    invite = services.invite_create(study=study, max_uses=5)
+    invite = invite_create(study=study, max_uses=5)
     link = reverse("ratings:invite", args=[invite.token])
     client = Client()
     response = client.get(link)
@@ -253,7 +267,7 @@ def test_invite_sends_a_newcomer_to_sign_up_and_then_into_the_study_counting_one
 
 def test_spent_invite_is_refused_and_counts_no_further(study, rater_india, rater_korea):
     Participation.objects.all().delete()
-    invite = services.invite_create(study=study, max_uses=1)
+    invite = invite_create(study=study, max_uses=1)
     link = reverse("ratings:invite", args=[invite.token])
     first, second = Client(), Client()
     first.force_login(rater_india.user)
@@ -272,16 +286,16 @@ def test_spent_invite_is_refused_and_counts_no_further(study, rater_india, rater
 
 def test_invite_that_ran_out_between_check_and_use_lets_nobody_in(study, rater_korea):
     Participation.objects.all().delete()
-    invite = services.invite_create(study=study, max_uses=1)
+    invite = invite_create(study=study, max_uses=1)
     StudyInvite.objects.filter(pk=invite.pk).update(uses=1)  # another rater took the last use
-    with pytest.raises(services.EntryRefused) as refusal:
-        services.invite_redeem(invite=invite, rater=rater_korea)
+    with pytest.raises(EntryRefused) as refusal:
+        invite_redeem(invite=invite, rater=rater_korea)
     assert refusal.value.status == 410
     assert not Participation.objects.filter(rater=rater_korea).exists()
 
 
 def test_expired_or_unknown_invite_is_refused_clearly(study, outsider):
-    invite = services.invite_create(study=study, expires_at=timezone.now() - timedelta(minutes=1))
+    invite = invite_create(study=study, expires_at=timezone.now() - timedelta(minutes=1))
     client = Client()
     client.force_login(outsider)
     response = client.get(reverse("ratings:invite", args=[invite.token]))
@@ -406,7 +420,7 @@ def test_choosing_a_sub_cohort_with_its_culture_stores_the_sub_cohort(study, out
 
 
 def test_cohort_page_nests_sub_cultures_under_their_culture(study, outsider):
-    services.cohort_ensure(path="india:tamil:contemporary", name="Contemporary")
+    cohort_ensure(path="india:tamil:contemporary", name="Contemporary")
     study.cohorts.add(Cohort.objects.get(path="india:tamil:contemporary"))
     client = _consented_client(study, outsider)
     page = client.get(reverse("ratings:cohorts", args=[study.slug])).content.decode()
@@ -420,8 +434,8 @@ def test_cohort_page_nests_sub_cultures_under_their_culture(study, outsider):
 
 
 def test_cohorts_of_other_studies_are_kept(study, outsider):
-    other = services.study_create(name="Other", slug="other", cohort_paths=["japan"])
-    rater = services.rater_ensure(user=outsider)
+    other = study_create(name="Other", slug="other", cohort_paths=["japan"])
+    rater = rater_ensure(user=outsider)
     rater.cohorts.add(Cohort.objects.get(path="japan"))
     client = _consented_client(study, outsider)
     response = client.get(_start(study))
@@ -481,8 +495,8 @@ def test_proposed_cohort_waits_for_an_admin_then_brings_pairs(study, outsider):
     assert Rater.objects.get(user=outsider).cohort_paths() == ["nigeria:yoruba"]
     assert client.get(_start(study)).url == reverse("ratings:demographics", args=[study.slug])
 
-    with pytest.raises(services.ProposalDecided):
-        services.cohort_proposal_accept(proposal=proposal, path="nigeria:yoruba")
+    with pytest.raises(ProposalDecided):
+        cohort_proposal_accept(proposal=proposal, path="nigeria:yoruba")
 
 
 def test_admin_rejects_a_proposal_and_the_rater_chooses_again(study, outsider):
@@ -498,15 +512,13 @@ def test_admin_rejects_a_proposal_and_the_rater_chooses_again(study, outsider):
     proposal.refresh_from_db()
     assert proposal.status == CohortProposal.Status.REJECTED
     assert not Cohort.objects.filter(path="atlantis").exists()
-    assert not services.cohort_proposal_reject(proposal=proposal)  # decided once only
+    assert not cohort_proposal_reject(proposal=proposal)  # decided once only
     response = client.get(_start(study), follow=True)
     assert "“Atlantis” was not added to this study" in response.content.decode()
 
 
 def test_accept_form_refuses_a_bad_path(study, outsider):
-    proposal = services.cohort_proposal_submit(
-        study=study, rater=services.rater_ensure(user=outsider), text="Igbo"
-    )
+    proposal = cohort_proposal_submit(study=study, rater=rater_ensure(user=outsider), text="Igbo")
     admin = Client()
     admin.force_login(User.objects.create_superuser("ada", "ada@example.org", "x-ada"))
     prefix = f"proposal-{proposal.pk}"

@@ -9,8 +9,9 @@ import io
 from django.test import Client
 from django.urls import reverse
 
+from ratings.assignment.services import assignment_next
 from ratings.models import Rater
-from ratings.services import assignment_next, vote_cast
+from ratings.voting.services import vote_cast
 from tests.test_rating_views import ALL_ANSWERS
 
 

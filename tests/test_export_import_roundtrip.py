@@ -12,16 +12,12 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
-from ratings import exports
+from ratings.assignment.services import assignment_for_rater
+from ratings.entry.services import participation_consent, rater_cohorts_set, rater_ensure
+from ratings.exports.tables import export_stream
 from ratings.models import AssignmentKind, Choice, Side, Study, Vote
-from ratings.services import (
-    assignment_for_rater,
-    cohort_ensure,
-    participation_consent,
-    rater_cohorts_set,
-    rater_ensure,
-    vote_cast,
-)
+from ratings.studies import cohort_ensure
+from ratings.voting.services import vote_cast
 
 CRITERIA = ("alignment", "representation", "stereotype", "offensiveness")
 # What makes a vote the same vote in two studies; rater ids differ, as pseudonyms are salted
@@ -69,7 +65,7 @@ def _vote_until_done(study: Study, rater, rng: random.Random, *, careless: bool 
 
 
 def _export(study: Study) -> bytes:
-    return b"".join(exports.export_stream(study=study, table="votes_long", fmt="csv"))
+    return b"".join(export_stream(study=study, table="votes_long", fmt="csv"))
 
 
 def _rows(data: bytes) -> list[dict[str, str]]:

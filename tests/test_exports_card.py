@@ -8,7 +8,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from ratings.exports import SCORE_COLUMNS, VOTES_LONG_COLUMNS, dataset_card
+from ratings.exports.cards import dataset_card
+from ratings.exports.score_tables import SCORE_COLUMNS
+from ratings.exports.votes import VOTES_LONG_COLUMNS
 from ratings.models import Criterion, Pair, Participation, ScoreRun, Vote, VoteSource
 from tests.test_exports_scores import _scored
 from tests.test_exports_votes import _raters, _vote, imported_pair_make

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import pyarrow.parquet as pq
 import pytest
 
-from ratings.exports import SCORE_COLUMNS, SPLIT_COLUMNS, export_stream
+from ratings.exports.score_tables import SCORE_COLUMNS, SPLIT_COLUMNS
+from ratings.exports.tables import export_stream
 from ratings.models import CoherenceScore, Cohort, Criterion, Score, ScoreRun, Study
 from tests.test_exports_votes import imported_variants
 

@@ -17,8 +17,9 @@ from django.test import Client
 from django.urls import reverse
 
 from generation.models import ModelVariant, Prompt, PromptBatch
-from ratings import services
-from ratings.exports import VOTES_LONG_COLUMNS, export_stream, votes_copy_statement
+from ratings.entry.services import participation_consent, rater_ensure
+from ratings.exports.tables import export_stream
+from ratings.exports.votes import VOTES_LONG_COLUMNS, votes_copy_statement
 from ratings.models import (
     Answer,
     AssignmentKind,
@@ -31,6 +32,7 @@ from ratings.models import (
     Vote,
     VoteSource,
 )
+from ratings.studies import study_create
 
 LONG_COLUMNS = [
     "rater_id",
@@ -202,10 +204,10 @@ def panel_rater(study) -> Rater:
     user = User.objects.create_user(
         username="leak-check-username", email="leak-check@example.org", password="x"
     )
-    rater = services.rater_ensure(user=user)
+    rater = rater_ensure(user=user)
     Rater.objects.filter(pk=rater.pk).update(panel_id="PANEL-ID-5f3a9c")
     rater.refresh_from_db()
-    services.participation_consent(study=study, rater=rater)
+    participation_consent(study=study, rater=rater)
     return rater
 
 
@@ -241,8 +243,8 @@ def _raters(study: Study, prefix: str, count: int) -> list[Rater]:
     made = []
     for index in range(count):
         user = User.objects.create_user(username=f"{prefix}{index}", email=f"{prefix}{index}@x.org")
-        rater = services.rater_ensure(user=user)
-        services.participation_consent(study=study, rater=rater)
+        rater = rater_ensure(user=user)
+        participation_consent(study=study, rater=rater)
         made.append(rater)
     return made
 
@@ -502,7 +504,7 @@ def test_exports_name_no_user_id_username_email_or_panel_id(study, imported_pair
 
 
 def test_pseudonyms_differ_between_studies(study, imported_pair):
-    other = services.study_create(name="Other", slug="other-study")
+    other = study_create(name="Other", slug="other-study")
     rater = _raters(study, "twice", 1)[0]
     _vote(study=study, rater=rater, pair=imported_pair, choices={"alignment": "a"}, cohort_paths=[])
     other_pair = Pair.objects.create(

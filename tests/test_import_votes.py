@@ -10,7 +10,8 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
 from generation.models import ModelVariant, Prompt, PromptBatch
-from ratings.imports import VoteFileError, votes_file_parse
+from ratings.assignment.services import pair_assign
+from ratings.exports.vote_files import VoteFileError, votes_file_parse
 from ratings.models import (
     Answer,
     Cohort,
@@ -22,7 +23,7 @@ from ratings.models import (
     Study,
     Vote,
 )
-from ratings.services import pair_assign, study_create
+from ratings.studies import study_create
 
 HEADER = "rater_id,cohort,item_id,variant_a,variant_b,criterion,choice,prompt,category,created_at"
 
@@ -476,7 +477,7 @@ def test_a_cohort_added_later_gives_imported_pairs_no_coverage_so_they_are_never
     tmp_path,
 ):
     from ratings.models import PairCoverage
-    from ratings.services import cohort_ensure
+    from ratings.studies import cohort_ensure
 
     _import(_file(tmp_path, EARLIER_SURVEY))
     study = Study.objects.get(slug="earlier-survey")

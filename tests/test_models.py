@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from ratings.models import Answer, Cohort, Vote
-from ratings.services import cohort_ensure
+from ratings.studies import cohort_ensure
 
 
 def test_database_refuses_a_second_vote_by_the_same_rater_on_the_same_pair(

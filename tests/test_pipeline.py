@@ -13,14 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from generation.pipeline import (
-    Renderer,
-    RenderSpec,
-    content_name,
-    encode_png,
-    single_file_config,
-    spec_fingerprint,
-)
+from generation.image_files import content_name, encode_png
+from generation.model_files import single_file_config
+from generation.pipeline import Renderer, RenderSpec, spec_fingerprint
 from generation.tiny import TinyModel, build_tiny_model, tiny_model_is_complete
 from tests.ldm_layout import config_only_copy, export_single_file
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ratings.privacy import cohort_labels_release, rater_pseudonym
+from ratings.exports.privacy import cohort_labels_release, rater_pseudonym
 
 
 def test_pseudonym_is_stable_per_study_and_differs_between_studies():

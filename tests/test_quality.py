@@ -13,10 +13,11 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from ratings.exports import votes_long_csv
+from ratings.assignment.services import assignment_for_rater
+from ratings.exports.tables import votes_long_csv
 from ratings.models import Assignment, AssignmentKind, Participation, Side, Vote
-from ratings.selectors import votes_for_scoring
-from ratings.services import VoteRefused, assignment_for_rater, vote_cast
+from ratings.results.selectors import votes_for_scoring
+from ratings.voting.services import VoteRefused, vote_cast
 from tests.rating_pages import (
     SCREEN_ANSWERS,
     client_for,

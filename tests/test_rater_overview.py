@@ -8,9 +8,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from ratings.assignment.services import assignment_for_rater
+from ratings.exports.privacy import rater_pseudonym
 from ratings.models import Participation
-from ratings.privacy import rater_pseudonym
-from ratings.services import assignment_for_rater, assignment_skip
+from ratings.voting.services import assignment_skip
 from tests.rating_pages import serve_and_vote
 
 URL = reverse("ratings:rater_overview", args=["test-study"])

@@ -7,8 +7,8 @@ from django.test import Client
 from django.urls import reverse
 
 from generation.models import ModelVariant
+from ratings.entry.services import rater_ensure
 from ratings.models import Assignment, Cohort, Rater, Vote
-from ratings.services import rater_ensure
 from tests.rating_pages import client_for, served_assignment_id
 
 ALL_ANSWERS = {

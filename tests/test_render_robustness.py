@@ -13,7 +13,8 @@ from django.utils import timezone
 from generation.batch_files import PromptRow
 from generation.models import Image
 from generation.pipeline import Renderer
-from generation.services import batch_queue, images_requeue_stuck, prompt_render
+from generation.rendering.services import prompt_render
+from generation.services import batch_queue, images_requeue_stuck
 from ratings.models import Pair
 
 

@@ -9,8 +9,8 @@ from PIL import Image as PILImage
 
 from generation.batch_files import PromptRow
 from generation.models import Image, PromptBatch
+from generation.rendering.tasks import render_prompt
 from generation.services import batch_queue
-from generation.tasks import render_prompt
 from ratings.models import Pair
 
 

@@ -23,8 +23,7 @@ from django.utils import timezone
 
 from generation.models import ModelVariant, PromptBatch
 from generation.models import Prompt as GenerationPrompt
-from ratings import scores as scores_service
-from ratings import services as rating_services
+from ratings.entry.services import rater_ensure
 from ratings.models import (
     Answer,
     AssignmentKind,
@@ -39,7 +38,11 @@ from ratings.models import (
     Study,
     Vote,
 )
-from ratings.tasks import scores_compute_task
+from ratings.results.selectors import score_rows, scores_latest
+from ratings.results.services import scores_compute
+from ratings.results.stale import scores_stale_forget
+from ratings.results.tasks import scores_compute_task
+from ratings.studies import cohort_ensure, study_create
 
 CHOICES = ("a", "tie", "b", "skip")
 
@@ -65,8 +68,8 @@ class StudyBuilder:
         made = []
         for _ in range(count):
             user = User.objects.create_user(username=f"r{next(self._raters)}-{self.study.pk}")
-            rater = rating_services.rater_ensure(user=user)
-            rater.cohorts.set([rating_services.cohort_ensure(path=path) for path in paths])
+            rater = rater_ensure(user=user)
+            rater.cohorts.set([cohort_ensure(path=path) for path in paths])
             Participation.objects.create(study=self.study, rater=rater, flagged=flagged)
             made.append(rater)
         return made
@@ -134,7 +137,7 @@ def _cell(run: ScoreRun, cohort: str, criterion: str = "representation") -> Scor
 
 
 def _label(run: ScoreRun, cohort: str, criterion: str = "representation") -> str:
-    rows = scores_service.score_rows(run=run)
+    rows = score_rows(run=run)
     (row,) = [row for row in rows if row.cohort == cohort and row.criterion == criterion]
     return row.label
 
@@ -156,7 +159,7 @@ def opposite_halves(build) -> StudyBuilder:
 
 
 def test_sub_cohorts_unanimous_in_opposite_directions_split_their_parent(opposite_halves):
-    run = scores_service.scores_compute(study=opposite_halves.study)
+    run = scores_compute(study=opposite_halves.study)
 
     assert run.status == ScoreRun.Status.DONE
     assert _label(run, "india") == "split"
@@ -244,7 +247,7 @@ def test_a_vote_counts_in_its_cohort_and_every_ancestor(build):
     build.votes(tamil, pairs, lambda r, p: "a")
     build.votes(india, pairs, lambda r, p: "tie")
     build.votes(both, pairs, lambda r, p: "b")
-    run = scores_service.scores_compute(study=build.study)
+    run = scores_compute(study=build.study)
 
     def counts(path: str) -> tuple[int, int, int, int]:
         cell = _cell(run, path, "alignment")
@@ -271,8 +274,8 @@ def test_flagged_raters_and_attention_checks_are_left_out_by_default(build):
         build.vote(rater, check_pair, kind=AssignmentKind.IDENTICAL_CHECK, rest="a")
         build.vote(rater, pairs[0], kind=AssignmentKind.REPEAT_CHECK, rest="a")
 
-    default = scores_service.scores_compute(study=build.study)
-    everyone = scores_service.scores_compute(study=build.study, include_flagged=True)
+    default = scores_compute(study=build.study)
+    everyone = scores_compute(study=build.study, include_flagged=True)
 
     cell = _cell(default, "korea", "offensiveness")
     assert (cell.count_a, cell.count_b, cell.n_raters) == (0, 20, 5)
@@ -280,7 +283,7 @@ def test_flagged_raters_and_attention_checks_are_left_out_by_default(build):
     cell = _cell(everyone, "korea", "offensiveness")
     assert (cell.count_a, cell.count_b, cell.n_raters) == (8, 20, 7)
     assert everyone.votes_covered == 28 and everyone.include_flagged
-    assert scores_service.scores_latest(study=build.study, include_flagged=False) == default
+    assert scores_latest(study=build.study, include_flagged=False) == default
 
 
 def test_a_study_without_scored_votes_gets_an_empty_run(build):
@@ -290,7 +293,7 @@ def test_a_study_without_scored_votes_gets_an_empty_run(build):
     for rater in raters:
         build.vote(rater, check, kind=AssignmentKind.IDENTICAL_CHECK, rest="a")
 
-    run = scores_service.scores_compute(study=build.study)
+    run = scores_compute(study=build.study)
     assert (run.status, run.votes_covered, run.last_vote_id) == ("done", 0, None)
     assert not Score.objects.filter(run=run).exists()
     out = io.StringIO()
@@ -304,34 +307,30 @@ def test_a_computation_that_fails_leaves_a_failed_run_with_its_error(build):
     build.votes(build.raters("korea", count=2), build.pairs(1, cohort="korea"), lambda r, p: "a")
 
     with pytest.raises(ValueError, match="at most 31 criteria"):
-        scores_service.scores_compute(study=build.study)
+        scores_compute(study=build.study)
     (run,) = ScoreRun.objects.filter(study=build.study)
     assert run.status == ScoreRun.Status.FAILED
     assert "at most 31 criteria" in run.error
-    assert scores_service.scores_latest(study=build.study) is None
+    assert scores_latest(study=build.study) is None
 
 
 def test_a_rerun_over_the_same_votes_gives_the_same_numbers(opposite_halves):
-    first = scores_service.score_rows(
-        run=scores_service.scores_compute(study=opposite_halves.study)
-    )
-    second = scores_service.score_rows(
-        run=scores_service.scores_compute(study=opposite_halves.study)
-    )
+    first = score_rows(run=scores_compute(study=opposite_halves.study))
+    second = score_rows(run=scores_compute(study=opposite_halves.study))
     assert first == second
     assert any(row.statistics["share_b_low"] is not None for row in first)
 
 
 def test_showing_scores_reads_stored_rows_and_never_recomputes(opposite_halves):
-    run = scores_service.scores_compute(study=opposite_halves.study)
+    run = scores_compute(study=opposite_halves.study)
     newcomer = opposite_halves.raters("india:tamil", count=1)
     opposite_halves.votes(
         newcomer, list(Pair.objects.filter(study=opposite_halves.study)), lambda r, p: "b"
     )
 
     with CaptureQueriesContext(connection) as queries:
-        latest = scores_service.scores_latest(study=opposite_halves.study)
-        rows = scores_service.score_rows(run=latest)
+        latest = scores_latest(study=opposite_halves.study)
+        rows = score_rows(run=latest)
     assert latest == run
     assert ScoreRun.objects.count() == 1
     assert len(queries) <= 3  # the run, the study, the rows: nothing reads a vote
@@ -346,7 +345,7 @@ def test_pairs_formed_both_ways_round_are_scored_in_one_orientation(build):
     reversed_ = build.pairs(2, cohort="nigeria", variants=(1, 0))
     build.votes(raters, straight, lambda r, p: "b")  # tuned, as b of (base, tuned)
     build.votes(raters, reversed_[:1], lambda r, p: "a")  # tuned again, as a of (tuned, base)
-    run = scores_service.scores_compute(study=build.study)
+    run = scores_compute(study=build.study)
 
     (cell,) = Score.objects.filter(run=run, cohort__path="nigeria", criterion__key="alignment")
     assert (cell.variant_a.name, cell.variant_b.name) == ("base", "tuned")
@@ -371,7 +370,7 @@ def test_coherence_and_strengths_are_stored(build):
         }
 
     build.votes(raters, pairs, choose)
-    run = scores_service.scores_compute(study=build.study)
+    run = scores_compute(study=build.study)
 
     coherence = CoherenceScore.objects.get(run=run, cohort__path="korea", variant_b__name="tuned")
     assert (coherence.same, coherence.tie, coherence.other, coherence.n_raters) == (9, 0, 9, 6)
@@ -406,9 +405,9 @@ def test_the_task_recomputes_on_demand_and_skips_what_a_later_run_covers(opposit
 def broker():
     client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
     client.flushdb()
-    scores_service.scores_stale_forget()
+    scores_stale_forget()
     yield client
-    scores_service.scores_stale_forget()
+    scores_stale_forget()
 
 
 def test_a_committed_vote_schedules_one_recomputation_without_a_query(
@@ -441,10 +440,8 @@ def test_new_votes_are_scored_by_a_debounced_task_on_a_real_worker(
 ):
     settings.POLYPHONY_SCORES_DEBOUNCE_SECONDS = 5
     for path in ("india", "india:tamil", "korea"):
-        rating_services.cohort_ensure(path=path)
-    study = rating_services.study_create(
-        name="Live", slug="live", cohort_paths=["india", "india:tamil", "korea"]
-    )
+        cohort_ensure(path=path)
+    study = study_create(name="Live", slug="live", cohort_paths=["india", "india:tamil", "korea"])
     build = StudyBuilder(study)
     raters = build.raters("india:tamil", count=5)
     pairs = build.pairs(3)
@@ -458,7 +455,7 @@ def test_new_votes_are_scored_by_a_debounced_task_on_a_real_worker(
 
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        run = scores_service.scores_latest(study=study)
+        run = scores_latest(study=study)
         if run is not None:
             break
         time.sleep(0.5)

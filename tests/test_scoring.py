@@ -14,8 +14,31 @@ import krippendorff
 import numpy as np
 import pytest
 
-from ratings import scoring
-from ratings.scoring import SKIP, TIE, A, B, Thresholds
+from ratings.results.statistics import heterogeneity
+from ratings.results.statistics.agreement import krippendorff_alpha_ordinal
+from ratings.results.statistics.bradley_terry import (
+    bradley_terry_batch,
+    bradley_terry_strengths,
+    comparison_matrix,
+)
+from ratings.results.statistics.cells import cell_statistics
+from ratings.results.statistics.codes import MISSING, SKIP, TIE, A, B
+from ratings.results.statistics.coherence import coherence
+from ratings.results.statistics.distribution import (
+    histogram,
+    rater_bootstrap_shares,
+    share_b,
+    share_b_ties_half,
+)
+from ratings.results.statistics.grasp import benjamini_hochberg, group_association, rater_agreement
+from ratings.results.statistics.heterogeneity import (
+    rater_heterogeneity,
+    rater_heterogeneity_by_group,
+)
+from ratings.results.statistics.labels import Thresholds, score_label
+from ratings.results.statistics.polarization import ndfu, van_der_eijk_agreement
+from ratings.results.statistics.resampling import rng_for
+from ratings.results.statistics.study import StudyVotes, study_scores
 
 THRESHOLDS = Thresholds()
 
@@ -63,7 +86,7 @@ CASES = {
 
 
 def label_of(raters, items, codes, *, permutations=1000, seed=0) -> tuple[str, object]:
-    stats = scoring.cell_statistics(
+    stats = cell_statistics(
         raters, items, codes, permutations=permutations, bootstrap=500, seed=seed
     )
     return stats.label(THRESHOLDS), stats
@@ -99,7 +122,7 @@ def test_sub_cohorts_unanimous_in_opposite_directions_split_their_parent():
     raters, items, _ = crossed(12, 10, unanimous, seed=0)
     kerala = raters >= 6
     codes = np.where(kerala, B, A).astype(np.int8)[:, None]
-    votes = scoring.StudyVotes(
+    votes = StudyVotes(
         rater=raters,
         item=items,
         variant_pair=np.zeros(len(raters), dtype=np.intp),
@@ -111,7 +134,7 @@ def test_sub_cohorts_unanimous_in_opposite_directions_split_their_parent():
         cohort_keys=[10, 11, 12],
         variant_keys=[1, 2],
     )
-    result = scoring.study_scores(votes, permutations=500, bootstrap=200, seed=3)
+    result = study_scores(votes, permutations=500, bootstrap=200, seed=3)
     labels = [result.cells[(cohort, 0, 0)].label(THRESHOLDS) for cohort in range(3)]
     assert labels == ["split", "consensus", "consensus"]
     india = result.cells[(0, 0, 0)]
@@ -156,9 +179,7 @@ def test_heterogeneity_p_values_are_uniform_under_the_null():
         raters, items, _ = crossed(20, 12, unanimous, seed=cohort)
         draws = rng.random(len(items))[:, None] > np.cumsum(item_odds[items], axis=1)
         codes = (draws.sum(axis=1) - 1).astype(np.int8)
-        _, p = scoring.rater_heterogeneity(
-            raters, items, codes, permutations=199, rng=scoring.rng_for(7, cohort)
-        )
+        _, p = rater_heterogeneity(raters, items, codes, permutations=199, rng=rng_for(7, cohort))
         p_values.append(p)
     p_values = np.array(p_values)
     assert 4 <= (p_values < 0.05).sum() <= 18  # 10 expected; binomial sd about 3
@@ -177,9 +198,9 @@ def test_group_association_p_values_are_uniform_under_the_null():
         raters, items, _ = crossed(30, 15, unanimous, seed=study)
         draws = rng.random(len(items))[:, None] > np.cumsum(item_odds[items], axis=1)
         codes = (draws.sum(axis=1) - 1).astype(np.int8)
-        agreement = scoring.rater_agreement(raters, items, codes, n_raters=30)
-        (association,) = scoring.group_association(
-            agreement, groups, permutations=199, rng=scoring.rng_for(8, study)
+        agreement = rater_agreement(raters, items, codes, n_raters=30)
+        (association,) = group_association(
+            agreement, groups, permutations=199, rng=rng_for(8, study)
         )
         p_values.append(association.p)
     p_values = np.array(p_values)
@@ -194,11 +215,11 @@ def test_a_planted_cross_criterion_split_shows_in_the_coherence_table():
     stereotype = np.full(len(raters), B)
     offensiveness = np.full(len(raters), B)
     representation = np.where(raters % 2 == 0, B, A)
-    split = scoring.coherence(raters, stereotype, offensiveness, representation)
+    split = coherence(raters, stereotype, offensiveness, representation)
     assert (split.same, split.tie, split.other, split.n_raters) == (100, 0, 100, 20)
     assert split.ndfu == pytest.approx(1.0)
     # Where the raters agree on what representation means, it does not show.
-    agreed = scoring.coherence(raters, stereotype, offensiveness, np.full(len(raters), A))
+    agreed = coherence(raters, stereotype, offensiveness, np.full(len(raters), A))
     assert (agreed.same, agreed.other, agreed.ndfu) == (0, 200, 0.0)
 
 
@@ -206,12 +227,12 @@ def test_a_planted_cross_criterion_split_shows_in_the_coherence_table():
 
 
 def test_histogram_and_shares():
-    codes = np.array([A, A, B, TIE, SKIP, scoring.MISSING])
-    assert scoring.histogram(codes).tolist() == [2, 1, 1, 1]
-    assert scoring.share_b(2, 1, 1) == pytest.approx(1 / 3)
-    assert scoring.share_b_ties_half(2, 1, 1) == pytest.approx(1.5 / 4)
-    assert scoring.share_b(0, 3, 0) is None
-    assert scoring.share_b_ties_half(0, 0, 0) is None
+    codes = np.array([A, A, B, TIE, SKIP, MISSING])
+    assert histogram(codes).tolist() == [2, 1, 1, 1]
+    assert share_b(2, 1, 1) == pytest.approx(1 / 3)
+    assert share_b_ties_half(2, 1, 1) == pytest.approx(1.5 / 4)
+    assert share_b(0, 3, 0) is None
+    assert share_b_ties_half(0, 0, 0) is None
 
 
 @pytest.mark.parametrize(
@@ -228,7 +249,7 @@ def test_histogram_and_shares():
     ],
 )
 def test_ndfu(counts, expected):
-    assert scoring.ndfu(counts) == (None if expected is None else pytest.approx(expected))
+    assert ndfu(counts) == (None if expected is None else pytest.approx(expected))
 
 
 @pytest.mark.parametrize(
@@ -242,7 +263,7 @@ def test_ndfu(counts, expected):
     ],
 )
 def test_van_der_eijk_agreement(counts, expected):
-    assert scoring.van_der_eijk_agreement(counts) == pytest.approx(expected, abs=1e-6)
+    assert van_der_eijk_agreement(counts) == pytest.approx(expected, abs=1e-6)
 
 
 def test_ordinal_alpha_is_krippendorffs_on_the_raters_by_items_matrix():
@@ -255,28 +276,23 @@ def test_ordinal_alpha_is_krippendorffs_on_the_raters_by_items_matrix():
     expected = krippendorff.alpha(
         reliability_data=matrix, value_domain=[A, TIE, B], level_of_measurement="ordinal"
     )
-    assert scoring.krippendorff_alpha_ordinal(items, codes) == pytest.approx(expected)
+    assert krippendorff_alpha_ordinal(items, codes) == pytest.approx(expected)
     # Raters who agree on items that differ: alpha 1. One answer everywhere: undefined.
     perfect = np.tile(np.array([A, TIE, B]), 4)
-    assert (
-        scoring.krippendorff_alpha_ordinal(np.repeat(np.arange(3), 4), np.repeat(perfect[:3], 4))
-        == 1.0
-    )
-    assert scoring.krippendorff_alpha_ordinal(items, np.full(len(items), B)) is None
+    assert krippendorff_alpha_ordinal(np.repeat(np.arange(3), 4), np.repeat(perfect[:3], 4)) == 1.0
+    assert krippendorff_alpha_ordinal(items, np.full(len(items), B)) is None
 
 
 def test_bootstrap_resamples_raters_not_votes():
     # Two raters of ten votes each, one all b and one all a: a resample is both of one rater
     # (share 1 or 0, a quarter of the time each) or one of each (0.5).
     both = np.array([[0, 0, 10], [10, 0, 0]])
-    decisive, ties_half = scoring.rater_bootstrap_shares(
-        both, resamples=4000, rng=np.random.default_rng(1)
-    )
+    decisive, ties_half = rater_bootstrap_shares(both, resamples=4000, rng=np.random.default_rng(1))
     assert decisive == (0.0, 1.0) and ties_half == (0.0, 1.0)
     # Thirty consistent raters, half each way: the interval reflects 30 raters, not 1200
     # votes (a vote-level bootstrap would give about 0.5 +- 0.03).
     raters, items, codes = crossed(30, 40, planted_split, seed=11)
-    stats = scoring.cell_statistics(raters, items, codes, permutations=10, bootstrap=1000)
+    stats = cell_statistics(raters, items, codes, permutations=10, bootstrap=1000)
     assert stats.share_b_high - stats.share_b_low > 0.25
     assert stats.share_b_low < stats.share_b < stats.share_b_high
 
@@ -311,7 +327,7 @@ def test_heterogeneity_matches_the_exact_permutation_p_value():
     items = np.tile(np.arange(3), 4)
     codes = np.array([B, B, TIE, B, A, B, A, A, TIE, A, TIE, B], dtype=np.int8)
     exact = _exact_heterogeneity_p(raters, items, codes)  # over 4!^3 = 13,824 permutations
-    statistic, p = scoring.rater_heterogeneity(
+    statistic, p = rater_heterogeneity(
         raters, items, codes, permutations=20000, rng=np.random.default_rng(0)
     )
     leans = np.array([B + B + TIE, B + A + B, A + A + TIE, A + TIE + B]) / 3
@@ -322,11 +338,11 @@ def test_heterogeneity_matches_the_exact_permutation_p_value():
 
 def test_heterogeneity_table_and_shuffle_permutations_agree(monkeypatch):
     raters, items, codes = crossed(7, 20, uniform_noise, seed=3)  # seven raters per item
-    shuffled = scoring.rater_heterogeneity(
+    shuffled = rater_heterogeneity(
         raters, items, codes, permutations=6000, rng=np.random.default_rng(1)
     )
-    monkeypatch.setattr(scoring, "_TABLE_MAX_ITEM", 7)
-    tabled = scoring.rater_heterogeneity(
+    monkeypatch.setattr(heterogeneity, "_TABLE_MAX_ITEM", 7)
+    tabled = rater_heterogeneity(
         raters, items, codes, permutations=6000, rng=np.random.default_rng(1)
     )
     assert tabled[0] == shuffled[0]
@@ -349,7 +365,7 @@ def test_heterogeneity_by_group_matches_each_group_tested_alone():
     codes = codes.astype(np.int8)
     label_sets = (raters >= 6).astype(np.intp)
     membership = np.array([[True, True, False], [True, False, True]])
-    together = scoring.rater_heterogeneity_by_group(
+    together = rater_heterogeneity_by_group(
         raters,
         items,
         codes,
@@ -361,7 +377,7 @@ def test_heterogeneity_by_group_matches_each_group_tested_alone():
     )
     for group, (statistic, p) in enumerate(together):
         mine = membership[label_sets, group]
-        alone = scoring.rater_heterogeneity(
+        alone = rater_heterogeneity(
             raters[mine],
             items[mine],
             codes[mine],
@@ -377,9 +393,9 @@ def test_group_association_by_hand():
     raters = np.array([0, 1, 2, 3, 0, 1, 2, 3])
     items = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     codes = np.array([A, A, B, A, B, B, B, TIE], dtype=np.int8)
-    agreement = scoring.rater_agreement(raters, items, codes, n_raters=4)
+    agreement = rater_agreement(raters, items, codes, n_raters=4)
     groups = np.array([[True, True, False, False], [False, False, True, True]])
-    group, others = scoring.group_association(
+    group, others = group_association(
         agreement, groups, permutations=12000, rng=np.random.default_rng(5)
     )
     assert group.cohesion_in == 1.0  # 2 same of 2 pairs
@@ -392,9 +408,9 @@ def test_group_association_by_hand():
 
 
 def test_benjamini_hochberg():
-    q = scoring.benjamini_hochberg([0.01, 0.04, 0.03, 0.2])
+    q = benjamini_hochberg([0.01, 0.04, 0.03, 0.2])
     assert q == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.2])
-    assert scoring.benjamini_hochberg([]).tolist() == []
+    assert benjamini_hochberg([]).tolist() == []
 
 
 def test_bradley_terry_batch_reaches_choix_fixed_point():
@@ -402,7 +418,7 @@ def test_bradley_terry_batch_reaches_choix_fixed_point():
     wins = rng.integers(0, 20, size=(50, 4, 4)).astype(float)
     for matrix in wins:
         np.fill_diagonal(matrix, 0)
-    batch = scoring.bradley_terry_batch(wins)
+    batch = bradley_terry_batch(wins)
     for matrix, params in zip(wins, batch, strict=True):
         assert params == pytest.approx(choix.ilsr_pairwise_dense(matrix, alpha=0.01), abs=1e-6)
 
@@ -413,25 +429,25 @@ def test_bradley_terry_strengths_split_ties_in_half():
     first = np.tile([0, 0, 0, 0], 5)
     second = np.tile([1, 1, 2, 2], 5)
     codes = np.tile([TIE, TIE, B, B], 5).astype(np.int8)
-    strengths = scoring.bradley_terry_strengths(
+    strengths = bradley_terry_strengths(
         raters, first, second, codes, n_variants=3, resamples=200, rng=np.random.default_rng(0)
     )
     by_variant = {s.variant: s.strength for s in strengths}
     # Ties are half a win each way: 0 and 1 stay level (up to choix's small regularisation).
     assert by_variant[2] > by_variant[1]
     assert by_variant[1] == pytest.approx(by_variant[0], abs=0.05)
-    wins = scoring.comparison_matrix(first, second, codes, n_variants=3)
+    wins = comparison_matrix(first, second, codes, n_variants=3)
     assert wins.tolist() == [[0, 5, 0], [5, 0, 0], [10, 0, 0]]
 
 
 def test_score_label_rules():
     kwargs = {"ndfu": 1.0, "agreement": -1.0, "heterogeneity_p": 0.001, "thresholds": THRESHOLDS}
-    assert scoring.score_label(n_raters=4, histogram=(5, 0, 5), **kwargs) == "insufficient"
-    assert scoring.score_label(n_raters=9, histogram=(5, 0, 5), **kwargs) == "split"
+    assert score_label(n_raters=4, histogram=(5, 0, 5), **kwargs) == "insufficient"
+    assert score_label(n_raters=9, histogram=(5, 0, 5), **kwargs) == "split"
     # Not significant: a histogram that looks split is only contested.
     assert (
-        scoring.score_label(n_raters=9, histogram=(5, 0, 5), **{**kwargs, "heterogeneity_p": 0.2})
+        score_label(n_raters=9, histogram=(5, 0, 5), **{**kwargs, "heterogeneity_p": 0.2})
         == "contested"
     )
     # b holds under a quarter: not split, and a holds over 60%: consensus.
-    assert scoring.score_label(n_raters=9, histogram=(8, 0, 2), **kwargs) == "consensus"
+    assert score_label(n_raters=9, histogram=(8, 0, 2), **kwargs) == "consensus"

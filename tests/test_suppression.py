@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ratings.cohorts import cohort_path_parent
-from ratings.privacy import (
+from ratings.exports.privacy import (
     STUDY_TOTAL,
     SUPPRESSED_BELOW_K,
     SUPPRESSED_COMPLEMENTARY,

@@ -9,8 +9,9 @@ from django.db import connection
 from django.db.models import Q
 from django.urls import reverse
 
+from ratings.assignment.services import assignment_for_rater
 from ratings.models import Assignment, AssignmentKind, Cohort, Pair, Participation
-from ratings.services import assignment_for_rater, assignment_skip
+from ratings.voting.services import assignment_skip
 from tests.conftest import _rater
 from tests.rating_pages import client_for, serve_and_vote, served_assignment_id
 from tests.test_assignment import _bulk_pairs

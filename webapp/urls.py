@@ -5,10 +5,10 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from ratings import export_urls
 from ratings import urls as ratings_urls
-from ratings.forms import SignInForm
-from ratings.views import entry
+from ratings.entry import views as entry_views
+from ratings.entry.forms import SignInForm
+from ratings.exports import urls as exports_urls
 from webapp.views import healthz, media
 
 urlpatterns = [
@@ -18,7 +18,7 @@ urlpatterns = [
         auth_views.LoginView.as_view(authentication_form=SignInForm),
         name="login",
     ),
-    path("accounts/signup/", entry.sign_up, name="signup"),
+    path("accounts/signup/", entry_views.sign_up, name="signup"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     # Local media; with S3 the storage hands out its own URLs and this route goes unused.
@@ -26,9 +26,9 @@ urlpatterns = [
     # Staff pages under batches/ and the staff API under api/v1/.
     path("", include("generation.urls")),
     # The researchers' download links join the ratings namespace (ratings:export, ...).
-    path("", include((ratings_urls.urlpatterns + export_urls.urlpatterns, "ratings"))),
+    path("", include((ratings_urls.urlpatterns + exports_urls.download_urlpatterns, "ratings"))),
     # The researchers' API, and the OpenAPI schema of every API (with a page to browse it).
-    path("api/v1/", include("ratings.api_urls")),
+    path("api/v1/", include("ratings.exports.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
 ]

@@ -38,7 +38,8 @@ class Command(BaseCommand):
             raise CommandError(f"Variant {name} cannot be rendered:\n{lines}")
 
         # torch and diffusers load only once the cheap checks have passed.
-        from generation.pipeline import Renderer, encode_png, resolve_dtype, spec_fingerprint
+        from generation.image_files import encode_png
+        from generation.pipeline import Renderer, resolve_dtype, spec_fingerprint
 
         renderer = Renderer(device=settings.POLYPHONY_RENDER_DEVICE or None)
         device = renderer.device

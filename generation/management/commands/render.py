@@ -7,8 +7,8 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from generation import services
 from generation.models import Image, PromptBatch
+from generation.rendering import services
 
 
 class Command(BaseCommand):

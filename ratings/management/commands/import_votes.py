@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.validators import validate_slug
 
-from ratings.imports import VoteFileError, votes_import
+from ratings.exports.imports import votes_import
+from ratings.exports.vote_files import VoteFileError
 from ratings.models import Study
 
 # Enough to see what is wrong with a file without scrolling past thousands of lines.

@@ -7,7 +7,8 @@ import json
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ratings.models import Study
-from ratings.scores import ScoreRow, score_rows, scores_compute, scores_report
+from ratings.results.selectors import ScoreRow, score_rows, scores_report
+from ratings.results.services import scores_compute
 
 
 def _number(value: float | None, digits: int = 2) -> str:

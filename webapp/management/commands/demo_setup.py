@@ -14,8 +14,9 @@ from django.db import transaction
 from generation import services as generation_services
 from generation.batch_files import prompt_rows_parse
 from generation.models import ModelVariant
-from ratings import services as rating_services
+from ratings import studies
 from ratings.access import study_grant
+from ratings.entry import services as entry_services
 from ratings.models import Study
 
 DEMO_PROMPTS = Path(__file__).resolve().parents[3] / "generation" / "data" / "demo_prompts.csv"
@@ -86,8 +87,8 @@ class Command(BaseCommand):
         if existing:
             return existing, False
         for path, name in DEMO_COHORTS.items():
-            rating_services.cohort_ensure(path=path, name=name)
-        study = rating_services.study_create(
+            studies.cohort_ensure(path=path, name=name)
+        study = studies.study_create(
             name="Polyphony demo",
             slug="demo",
             description="Five cultures, a tiny random model and its LoRA: a demo of the workflow.",
@@ -135,4 +136,4 @@ class Command(BaseCommand):
                 user.groups.add(researchers)
                 study_grant(study=study, user=user)
             if role == "rater":
-                rating_services.rater_ensure(user=user)
+                entry_services.rater_ensure(user=user)

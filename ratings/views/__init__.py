@@ -1,1 +1,0 @@
-"""Ratings views by audience: entry, rating, research."""
