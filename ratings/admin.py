@@ -132,11 +132,9 @@ class StudyAdmin(admin.ModelAdmin):
             "Scores (SCORING.md)",
             {
                 "description": "k hides cohorts with fewer raters; the thresholds decide the "
-                "split and contested labels.",
+                "split and contested labels (SCORING.md section 8a).",
                 "fields": [
                     "min_cohort_size",
-                    "split_min_ndfu",
-                    "split_max_agreement",
                     "split_min_share",
                     "split_max_p",
                     "contested_max_top_share",

@@ -53,7 +53,16 @@ def test_researcher_reads_named_charts_with_tables_and_drills_into_a_culture(
         india_table = page.get_by_role("table", name=re.compile(r"^India, sd-base versus"))
         assert india_table.get_by_role("row", name=re.compile(r"^representation")).count() == 1
         row = india_table.get_by_role("row", name=re.compile(r"^representation"))
-        assert row.get_by_role("cell").nth(0).inner_text() == "split"
+        assert row.get_by_role("cell").nth(0).inner_text().startswith("split")
+        # A split row leads to its faction panel: who is on each side, and their leans.
+        row.get_by_role("link", name="Who is on each side").click()
+        page.wait_for_url(re.compile(r"/factions/\d+/$"))
+        assert page.get_by_role("heading", name=re.compile("^Who is on each side: India"))
+        factions = page.get_by_role("table", name="Each faction's size, lean and answers")
+        sizes = factions.locator("tbody tr td.num:first-of-type").all_inner_texts()
+        assert sizes == ["8", "6"]
+        assert "Faction 1 (leans to sd-base): 8 raters, lean -0.60" in page.inner_text("body")
+        page.go_back()
         # Below k: the words, no numbers.
         nigeria = page.get_by_role("table", name=re.compile(r"^Nigeria, sd-base versus"))
         assert nigeria.get_by_role("cell", name="fewer than 5 raters").count() == 4

@@ -20,6 +20,7 @@ from ratings.access import study_grant
 from ratings.models import (
     CoherenceScore,
     Cohort,
+    Faction,
     Pair,
     PairCoverage,
     Score,
@@ -122,6 +123,20 @@ def scored(study, score_variants) -> ScoreRun:
         for path, by_criterion in STATS.items()
         for key, stats in by_criterion.items()
     )
+    # India's representation row was found split: its two opposed factions, as stored.
+    split_row = Score.objects.get(run=run, cohort__path="india", criterion__key="representation")
+    for position, (size, lean, a, b) in enumerate(((8, -0.6, 52, 10), (6, 0.7, 8, 52))):
+        Faction.objects.create(
+            score=split_row,
+            position=position,
+            n_raters=size,
+            share=size / 14,
+            lean=lean,
+            count_a=a,
+            count_tie=5,
+            count_b=b,
+            count_skip=2,
+        )
     for cohort_path, n_raters, same, tie, other, ndfu in (
         ("india", 14, 20, 2, 19, 0.9),
         ("korea", 6, 1, 0, 12, 0.0),

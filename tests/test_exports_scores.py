@@ -12,7 +12,7 @@ import pytest
 
 from ratings.exports.score_tables import SCORE_COLUMNS, SPLIT_COLUMNS
 from ratings.exports.tables import export_stream
-from ratings.models import CoherenceScore, Cohort, Criterion, Score, ScoreRun, Study
+from ratings.models import CoherenceScore, Cohort, Criterion, Faction, Score, ScoreRun, Study
 from tests.test_exports_votes import imported_variants
 
 COMPUTED_AT = datetime(2025, 6, 2, 9, 30, tzinfo=UTC)
@@ -33,7 +33,16 @@ def _run(study: Study, **fields) -> ScoreRun:
 
 
 def _score(
-    run, variants, cohort: str, criterion: str, n_raters: int, a: int, tie: int, b: int, **stats
+    run,
+    variants,
+    cohort: str,
+    criterion: str,
+    n_raters: int,
+    a: int,
+    tie: int,
+    b: int,
+    factions: bool = False,
+    **stats,
 ):
     defaults = {
         "share_b": b / (a + b) if a + b else None,
@@ -48,7 +57,7 @@ def _score(
         "gai_p": 0.2,
         "gai_q": 0.3,
     }
-    return Score.objects.create(
+    score = Score.objects.create(
         run=run,
         cohort=Cohort.objects.get(path=cohort),
         criterion=Criterion.objects.get(study=run.study, key=criterion),
@@ -62,6 +71,22 @@ def _score(
         count_skip=2,
         **{**defaults, **stats},
     )
+    if factions:
+        # Two opposed halves: what the scorer stores where a split was found.
+        half = n_raters // 2
+        for position, (size, lean) in enumerate([(n_raters - half, -0.8), (half, 0.8)]):
+            Faction.objects.create(
+                score=score,
+                position=position,
+                n_raters=size,
+                share=size / n_raters,
+                lean=lean,
+                count_a=a if lean < 0 else 0,
+                count_tie=0,
+                count_b=b if lean > 0 else 0,
+                count_skip=0,
+            )
+    return score
 
 
 SPLIT = {"ndfu": 1.0, "agreement": -0.8, "heterogeneity_p": 0.001}
@@ -72,7 +97,7 @@ def _scored(study: Study, *, india: int, tamil: int, kerala: int) -> ScoreRun:
     variants = imported_variants()
     run = _run(study)
     for criterion in ("alignment", "representation"):
-        _score(run, variants, "india", criterion, india, 40, 0, 40, **SPLIT)
+        _score(run, variants, "india", criterion, india, 40, 0, 40, factions=True, **SPLIT)
         _score(run, variants, "india:tamil", criterion, tamil, 1, 2, 30)
         _score(run, variants, "india:kerala", criterion, kerala, 5, 0, 1)
         _score(run, variants, "korea", criterion, 9, 10, 10, 10, ndfu=0.2, agreement=0.1)

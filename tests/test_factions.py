@@ -14,20 +14,32 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ratings.results import simulate
-from ratings.results.factions import (
-    OTHER_LABEL,
+from ratings.results.statistics import simulate
+from ratings.results.statistics.composition import OTHER_LABEL, faction_composition
+from ratings.results.statistics.factions import (
     Faction,
     FactionFit,
-    RowLabel,
     dividing_items,
-    faction_composition,
     faction_profiles,
     factions_fit,
-    row_label,
 )
+from ratings.results.statistics.labels import RowLabel, Thresholds
+from ratings.results.statistics.labels import row_label as study_row_label
 
 K = 5
+
+
+def row_label(*, n_raters, k, heterogeneity_p, fit, top_share, **thresholds) -> RowLabel:
+    """Label as the study scorer does, from a fit and the share of the top answer."""
+    rest = (1 - top_share) / 2 if top_share is not None else 0
+    histogram = [round(1000 * top_share), round(1000 * rest), round(1000 * rest)]
+    return study_row_label(
+        n_raters=n_raters,
+        histogram=histogram,
+        heterogeneity_p=heterogeneity_p,
+        factions=fit.factions if fit is not None else None,
+        thresholds=Thresholds(k=k, **thresholds),
+    )
 
 
 def _heterogeneity_p(answers: np.ndarray, rng: np.random.Generator, permutations: int) -> float:

@@ -35,7 +35,7 @@ from ratings.results.statistics.heterogeneity import (
     rater_heterogeneity,
     rater_heterogeneity_by_group,
 )
-from ratings.results.statistics.labels import Thresholds, score_label
+from ratings.results.statistics.labels import RowLabel, Thresholds, row_label
 from ratings.results.statistics.polarization import ndfu, van_der_eijk_agreement
 from ratings.results.statistics.resampling import rng_for
 from ratings.results.statistics.study import StudyVotes, study_scores
@@ -134,9 +134,15 @@ def test_sub_cohorts_unanimous_in_opposite_directions_split_their_parent():
         cohort_keys=[10, 11, 12],
         variant_keys=[1, 2],
     )
-    result = study_scores(votes, permutations=500, bootstrap=200, seed=3)
+    result = study_scores(
+        votes, permutations=500, bootstrap=200, seed=3, factions_max_p=0.01, factions_min_raters=5
+    )
     labels = [result.cells[(cohort, 0, 0)].label(THRESHOLDS) for cohort in range(3)]
     assert labels == ["split", "consensus", "consensus"]
+    # The parent's two factions are the two sub-cohorts, whole.
+    factions = result.factions[(0, 0, 0)]
+    sides = [set(factions.raters[f.raters].tolist()) for f in factions.fit.factions]
+    assert sorted(map(sorted, sides)) == [list(range(6)), list(range(6, 12))]
     india = result.cells[(0, 0, 0)]
     assert (india.count_a, india.count_b, india.n_raters) == (60, 60, 12)
     assert india.heterogeneity_p == pytest.approx(1 / 501)
@@ -440,14 +446,35 @@ def test_bradley_terry_strengths_split_ties_in_half():
     assert wins.tolist() == [[0, 5, 0], [5, 0, 0], [10, 0, 0]]
 
 
-def test_score_label_rules():
-    kwargs = {"ndfu": 1.0, "agreement": -1.0, "heterogeneity_p": 0.001, "thresholds": THRESHOLDS}
-    assert score_label(n_raters=4, histogram=(5, 0, 5), **kwargs) == "insufficient"
-    assert score_label(n_raters=9, histogram=(5, 0, 5), **kwargs) == "split"
-    # Not significant: a histogram that looks split is only contested.
-    assert (
-        score_label(n_raters=9, histogram=(5, 0, 5), **{**kwargs, "heterogeneity_p": 0.2})
-        == "contested"
+class _Side:
+    def __init__(self, n_raters: int, share: float, lean: float) -> None:
+        self.n_raters, self.share, self.lean = n_raters, share, lean
+
+
+def test_row_label_rules():
+    opposed = (_Side(6, 0.6, 0.8), _Side(4, 0.4, -0.8))
+    kwargs = {"heterogeneity_p": 0.001, "thresholds": Thresholds(k=4)}
+    label = row_label(n_raters=3, histogram=(5, 0, 5), factions=opposed, **kwargs)
+    assert label.label == "insufficient"
+    assert row_label(n_raters=10, histogram=(5, 0, 5), factions=opposed, **kwargs).label == "split"
+    # A lopsided histogram is split all the same when a consistent faction opposes.
+    lopsided = row_label(n_raters=10, histogram=(2, 0, 8), factions=opposed, **kwargs)
+    assert lopsided.label == "split"
+    # Not significant: a histogram that looks split is only contested, factions or not.
+    noisy = {**kwargs, "heterogeneity_p": 0.2}
+    assert row_label(n_raters=10, histogram=(5, 0, 5), factions=opposed, **noisy) == RowLabel(
+        "contested", None
     )
-    # b holds under a quarter: not split, and a holds over 60%: consensus.
-    assert score_label(n_raters=9, histogram=(8, 0, 2), **kwargs) == "consensus"
+    # No factions (one fits as well): never split.
+    assert row_label(n_raters=10, histogram=(5, 0, 5), factions=None, **kwargs).label == (
+        "contested"
+    )
+    # A consistent minority below the share: consensus, with its dissent beside it.
+    small = (_Side(17, 0.85, 0.8), _Side(3, 0.15, -0.8))
+    label = row_label(n_raters=20, histogram=(3, 0, 17), factions=small, **kwargs)
+    assert label.label == "consensus" and label.dissent.n_raters == 3
+    # Factions leaning the same way are no split.
+    same_way = (_Side(6, 0.6, 0.8), _Side(4, 0.4, 0.3))
+    assert row_label(n_raters=10, histogram=(1, 0, 9), factions=same_way, **kwargs) == RowLabel(
+        "consensus", None
+    )

@@ -28,7 +28,7 @@ def test_the_study_pages_show_the_scoring_settings(admin_client_, study):
         reverse("admin:ratings_study_change", args=[study.pk]),
     ):
         page = client.get(url).content.decode()
-        assert 'name="split_min_ndfu"' in page
+        assert 'name="split_min_share"' in page
         assert 'name="min_cohort_size"' in page
         assert "researcher access" in page.lower()
 

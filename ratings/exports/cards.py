@@ -143,10 +143,12 @@ def _scores_sections(study: Study, table: str, tables: ScoreTables) -> list[str]
         "### Labels",
         "",
         f"- `insufficient`: fewer than k = {thresholds.k} raters; no numbers are shown.",
-        f"- `split`: nDFU >= {thresholds.split_min_ndfu}, van der Eijk's A < "
-        f"{thresholds.split_max_agreement}, both a and b hold at least "
-        f"{thresholds.split_min_share:.0%} of a/tie/b, and rater heterogeneity "
-        f"p < {thresholds.split_max_p}.",
+        f"- `split`: rater heterogeneity p < {thresholds.split_max_p}; two factions of "
+        "raters fit better than one (latent classes, BIC); they lean opposite ways (each "
+        f"lean at least {thresholds.split_min_lean} from 0); and the smaller holds at least "
+        f"{thresholds.split_min_share:.0%} of the raters and at least k of them. A smaller "
+        "consistent faction is dissent, shown beside the label. nDFU and van der Eijk's A are "
+        "reported, never deciding.",
         "- `contested`: not split, and no answer holds "
         f"{thresholds.contested_max_top_share:.0%} of a/tie/b.",
         "- `consensus`: otherwise. Alpha is reported but never decides a label.",

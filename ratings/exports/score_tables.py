@@ -17,8 +17,13 @@ from ratings.exports.privacy import (
     cohort_tables_suppress,
 )
 from ratings.models import CoherenceScore, Score, ScoreRun, Study
-from ratings.results.selectors import STATISTIC_FIELDS, scores_latest, study_thresholds
-from ratings.results.statistics.labels import score_label
+from ratings.results.selectors import (
+    STATISTIC_FIELDS,
+    factions_by_score,
+    score_label_of,
+    scores_latest,
+    study_thresholds,
+)
 
 SCORE_COLUMNS = (
     Column("cohort", "text", "The cohort path; a parent counts every rater of its children."),
@@ -144,6 +149,7 @@ def score_tables(*, study: Study, run: ScoreRun | None = None) -> ScoreTables:
         Score.objects.filter(run=run)
         .order_by("cohort__path", "criterion__position", "criterion__key", "variant_a__name")
         .values(
+            "id",
             "cohort__path",
             "criterion__key",
             "variant_a__name",
@@ -151,6 +157,7 @@ def score_tables(*, study: Study, run: ScoreRun | None = None) -> ScoreTables:
             *_SCORE_FIELDS,
         )
     )
+    factions = factions_by_score(run=run)
     coherence = list(
         CoherenceScore.objects.filter(run=run)
         .order_by("cohort__path", "variant_a__name", "variant_b__name")
@@ -171,15 +178,28 @@ def score_tables(*, study: Study, run: ScoreRun | None = None) -> ScoreTables:
     for row in scores:
         variants = (row["variant_a__name"], row["variant_b__name"])
         slices[variants][row["criterion__key"]][row["cohort__path"]] = row["n_raters"]
+    # A criterion nobody answered (an imported survey that asked only some) is no slice of
+    # anyone: its empty rows would count as below k everywhere and hide every cohort of the
+    # criteria that were answered.
     hidden = {
-        variants: cohort_tables_suppress(list(by_criterion.values()), k=k)
+        variants: cohort_tables_suppress(
+            [counts for counts in by_criterion.values() if any(counts.values())], k=k
+        )
         for variants, by_criterion in slices.items()
+    }
+    unanswered = {
+        (variants, criterion)
+        for variants, by_criterion in slices.items()
+        for criterion, counts in by_criterion.items()
+        if not any(counts.values())
     }
 
     score_rows = []
     for row in scores:
         variants = (row["variant_a__name"], row["variant_b__name"])
         reason = hidden[variants].get(row["cohort__path"], "")
+        if (variants, row["criterion__key"]) in unanswered:
+            reason = SUPPRESSED_BELOW_K
         out = {
             "cohort": row["cohort__path"],
             "criterion": row["criterion__key"],
@@ -191,14 +211,14 @@ def score_tables(*, study: Study, run: ScoreRun | None = None) -> ScoreTables:
         if reason:
             out.update(dict.fromkeys(_SCORE_FIELDS))
         else:
-            out["label"] = score_label(
-                n_raters=row["n_raters"],
-                histogram=(row["count_a"], row["count_tie"], row["count_b"]),
-                ndfu=row["ndfu"],
-                agreement=row["agreement"],
-                heterogeneity_p=row["heterogeneity_p"],
-                thresholds=thresholds,
+            own = factions.get(row["id"], ())
+            label = score_label_of(values=row, factions=own, thresholds=thresholds)
+            out["label"] = label.label
+            # Kept for the factions tables; the score columns leave them out.
+            out["factions_shown"] = bool(own) and (
+                label.label == "split" or label.dissent is not None
             )
+            out["_factions"] = own
             out.update({name: _finite(row[name]) for name in _SCORE_FIELDS})
         score_rows.append(out)
 

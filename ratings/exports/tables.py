@@ -13,6 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
+from ratings.exports.faction_tables import (
+    FACTION_COLUMNS,
+    FACTION_MEMBER_COLUMNS,
+    faction_member_rows,
+    faction_rows,
+)
 from ratings.exports.formats import Column, rows_csv, rows_jsonl, rows_parquet
 from ratings.exports.score_tables import (
     SCORE_COLUMNS,
@@ -32,7 +38,7 @@ from ratings.exports.votes import (
 )
 from ratings.models import Study
 
-TABLES = ("votes_long", "votes_wide", "scores", "splits")
+TABLES = ("votes_long", "votes_wide", "scores", "splits", "factions", "faction_members")
 FORMATS = ("csv", "jsonl", "parquet")
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
@@ -45,6 +51,9 @@ TABLE_TITLES = {
     "scores": "split-aware scores (one row per cohort, criterion and variant pair)",
     "splits": "cohort split report (label, distribution and agreement per cohort and "
     "criterion, and the cross-criterion coherence rows)",
+    "factions": "factions of every split or dissent row (size, lean with its interval, answers)",
+    "faction_members": "each rater's faction in every split or dissent row, under the rater's "
+    "pseudonym, with its posterior probability",
 }
 
 
@@ -75,7 +84,12 @@ def export_columns(*, study: Study, table: str) -> tuple[Column, ...]:
     if table == "votes_wide":
         criteria = tuple(column for column, _ in wide_criterion_columns(study=study))
         return (*VOTE_HEAD, *criteria, *VOTE_TAIL)
-    return SCORE_COLUMNS if table == "scores" else SPLIT_COLUMNS
+    return {
+        "scores": SCORE_COLUMNS,
+        "splits": SPLIT_COLUMNS,
+        "factions": FACTION_COLUMNS,
+        "faction_members": FACTION_MEMBER_COLUMNS,
+    }[table]
 
 
 def export_stream(*, study: Study, table: str, fmt: str) -> Iterator[bytes]:
@@ -98,8 +112,14 @@ def _export_chunks(*, study: Study, table: str, fmt: str) -> Iterator[bytes]:
     tables = score_tables(study=study)
     if table == "scores":
         yield from _ROW_WRITERS[fmt](SCORE_COLUMNS, tables.scores)
-    else:
+    elif table == "splits":
         yield from _ROW_WRITERS[fmt](SPLIT_COLUMNS, split_report_rows(tables))
+    elif table == "factions":
+        rows = faction_rows(tables=tables, k=study.min_cohort_size)
+        yield from _ROW_WRITERS[fmt](FACTION_COLUMNS, rows)
+    else:
+        rows = faction_member_rows(study=study, tables=tables, k=study.min_cohort_size)
+        yield from _ROW_WRITERS[fmt](FACTION_MEMBER_COLUMNS, rows)
 
 
 def export_filename(*, study: Study, table: str, fmt: str) -> str:

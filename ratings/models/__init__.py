@@ -14,7 +14,14 @@ from ratings.models.raters import (
     StudyInvite,
     _new_invite_token,
 )
-from ratings.models.scores import CoherenceScore, Score, ScoreRun, StrengthScore
+from ratings.models.scores import (
+    CoherenceScore,
+    Faction,
+    FactionMember,
+    Score,
+    ScoreRun,
+    StrengthScore,
+)
 from ratings.models.studies import DEFAULT_CRITERIA, Criterion, Study, StudyGrant, _new_salt
 from ratings.models.votes import Answer, Choice, Vote, VoteSource
 
@@ -30,6 +37,8 @@ __all__ = [
     "CohortQuerySet",
     "ConsentDecline",
     "Criterion",
+    "Faction",
+    "FactionMember",
     "Pair",
     "PairCoverage",
     "Participation",

@@ -73,6 +73,9 @@ class Score(models.Model):
     gai = models.FloatField(null=True, blank=True)
     gai_p = models.FloatField(null=True, blank=True)
     gai_q = models.FloatField(null=True, blank=True, help_text="Benjamini-Hochberg adjusted.")
+    # Where two factions were fitted: the pairs that divide them most, largest difference
+    # first, as [{"pair": id, "mean_first": …, "mean_second": …, "n_first": …, "n_second": …}].
+    dividing_pairs = models.JSONField(default=list, blank=True)
 
     class Meta:
         constraints = [
@@ -88,6 +91,63 @@ class Score(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cohort_id}/{self.criterion_id}"
+
+
+class Faction(models.Model):
+    """One of the two factions of a score row (SCORING.md section 8), the larger at position 0.
+
+    Stored where the raters were heterogeneous (p below the study's split_max_p) and two latent
+    classes fit better than one; whether the row is a split, or shows dissent, is derived at
+    read time with the study's thresholds. `lean` is the mean over raters of each rater's mean
+    coded answer (a -1, tie 0, b +1); `profile` holds the faction's answers to the other
+    criteria on the same pairs: {criterion key: {"n_raters", "a", "tie", "b", "lean"}}.
+    """
+
+    score = models.ForeignKey(Score, on_delete=models.CASCADE, related_name="factions")
+    position = models.PositiveSmallIntegerField()
+    n_raters = models.PositiveIntegerField()
+    share = models.FloatField()
+    lean = models.FloatField(null=True, blank=True)
+    lean_low = models.FloatField(null=True, blank=True)
+    lean_high = models.FloatField(null=True, blank=True)
+    count_a = models.PositiveIntegerField()
+    count_tie = models.PositiveIntegerField()
+    count_b = models.PositiveIntegerField()
+    count_skip = models.PositiveIntegerField()
+    profile = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["score", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["score", "position"], name="faction_once_per_place"),
+            models.CheckConstraint(condition=Q(position__lte=1), name="faction_one_of_two"),
+            models.CheckConstraint(
+                condition=Q(share__gte=0) & Q(share__lte=1), name="faction_share_is_a_share"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"faction {self.position + 1} of score {self.score_id}"
+
+
+class FactionMember(models.Model):
+    """A rater's faction in one score row, with the posterior probability of belonging to it."""
+
+    faction = models.ForeignKey(Faction, on_delete=models.CASCADE, related_name="members")
+    rater = models.ForeignKey("ratings.Rater", on_delete=models.CASCADE, related_name="+")
+    posterior = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["faction", "rater"], name="faction_member_once"),
+            models.CheckConstraint(
+                condition=Q(posterior__gte=0) & Q(posterior__lte=1),
+                name="faction_member_posterior_is_a_probability",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"rater {self.rater_id} in {self.faction_id}"
 
 
 class CoherenceScore(models.Model):

@@ -72,19 +72,18 @@ class Study(models.Model):
         help_text="Pair every two variants of a prompt and seed, not only the base with each "
         "fine-tuned variant.",
     )
-    # Scoring (SCORING.md section 8): the thresholds of the split and contested labels, and the
-    # resampling sizes. The label is derived from the stored statistics with these thresholds.
-    split_min_ndfu = models.FloatField(
-        default=0.5, help_text="A split needs at least this nDFU (distance from unimodality)."
-    )
-    split_max_agreement = models.FloatField(
-        default=0.0, help_text="A split needs van der Eijk's agreement A below this."
-    )
+    # Scoring (SCORING.md section 8a): the thresholds of the split and contested labels, and
+    # the resampling sizes. The label is derived from the stored statistics and factions with
+    # these thresholds; nDFU and van der Eijk's A are reported, never deciding.
     split_min_share = models.FloatField(
-        default=0.25, help_text="A split needs both a and b to hold at least this share."
+        default=0.2,
+        help_text="A split needs its smaller faction to hold at least this share of the raters "
+        "(and at least k of them); a smaller consistent faction shows as dissent.",
     )
     split_max_p = models.FloatField(
-        default=0.01, help_text="A split needs rater heterogeneity significant below this p."
+        default=0.01,
+        help_text="A split (or dissent) needs rater heterogeneity significant below this p; "
+        "factions are fitted where it is (a change takes effect at the next recompute).",
     )
     contested_max_top_share = models.FloatField(
         default=0.6, help_text="Below this share for the top answer, a row is contested."
@@ -125,8 +124,6 @@ class Study(models.Model):
                 & Q(split_min_share__lte=0.5)
                 & Q(contested_max_top_share__gte=0)
                 & Q(contested_max_top_share__lte=1)
-                & Q(split_min_ndfu__gte=0)
-                & Q(split_min_ndfu__lte=1)
                 & Q(split_max_p__gt=0)
                 & Q(split_max_p__lte=1),
                 name="study_score_thresholds_valid",

@@ -277,3 +277,64 @@ def stacked_bar(*, title: str, parts: Sequence[tuple[str, int, str]]) -> str:
         x += part_width
     out.append("</svg>")
     return "".join(out)
+
+
+def faction_leans(
+    *,
+    title: str,
+    factions: Sequence[tuple[str, int, float | None, float | None, float | None]],
+    left_name: str,
+    right_name: str,
+) -> str:
+    """Draw each faction's lean (a -1 … b +1) with its interval, its size as the dot's area.
+
+    `factions` holds (name, raters, lean, low, high). The text summary under the chart says
+    the same in words, for screen readers and for a reader who prints the page in grey.
+    """
+    width, left, right, row_height, top = 640, 150, 40, 44, 34
+    axis = width - left - right
+
+    def x(value: float) -> float:
+        return left + (max(-1.0, min(1.0, value)) + 1) / 2 * axis
+
+    height = top + row_height * len(factions) + 24
+    largest = max((size for _, size, *_ in factions), default=1) or 1
+    parts = [
+        f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left}" y="16" font-size="12">← {escape(left_name)} better</text>',
+        f'<text x="{width - right}" y="16" font-size="12" text-anchor="end">'
+        f"{escape(right_name)} better →</text>",
+        f'<line x1="{_fmt(x(0))}" y1="{top - 8}" x2="{_fmt(x(0))}" y2="{height - 18}" '
+        'stroke="#888" stroke-dasharray="3 3"/>',
+    ]
+    summary = []
+    for index, (name, size, lean, low, high) in enumerate(factions):
+        y = top + row_height * index + row_height / 2
+        parts.append(
+            f'<text x="{left - 8}" y="{_fmt(y + 4)}" font-size="12" text-anchor="end">'
+            f"{escape(name)}</text>"
+        )
+        if lean is None:
+            continue
+        colour = COLOUR_B if lean > 0 else COLOUR_A
+        if low is not None and high is not None:
+            parts.append(
+                f'<line x1="{_fmt(x(low))}" y1="{_fmt(y)}" x2="{_fmt(x(high))}" '
+                f'y2="{_fmt(y)}" stroke="#333" stroke-width="2"/>'
+            )
+        radius = 4 + 12 * (size / largest) ** 0.5
+        parts.append(
+            f'<circle cx="{_fmt(x(lean))}" cy="{_fmt(y)}" r="{_fmt(radius)}" '
+            f'fill="{colour}" stroke="#333"/>'
+        )
+        interval = f", interval {low:+.2f} to {high:+.2f}" if low is not None else ""
+        summary.append(f"{name}: {size} raters, lean {lean:+.2f}{interval}")
+    parts.append(
+        f'<text x="{left}" y="{height - 4}" font-size="11">-1</text>'
+        f'<text x="{width - right}" y="{height - 4}" font-size="11" text-anchor="end">+1</text>'
+    )
+    parts.append("</svg>")
+    parts.append(f'<p class="chart-summary">{escape("; ".join(summary))}.</p>')
+    return "".join(parts)

@@ -3,7 +3,8 @@
 Everything here reads the rows of the study's latest finished ScoreRun (and the assignment
 coverage counters); the statistics themselves are computed by `ratings.results.services` in a
 Celery task. The label of a row is derived here, at read time, from the stored statistics and
-the study's thresholds (`ratings.results.statistics.labels.score_label`), so changing a
+the study's thresholds and the row's stored factions (`ratings.results.statistics.labels`), so
+changing a
 threshold relabels old runs.
 
 Privacy: a cohort with fewer than k raters shows no counts, and neither does a cohort whose
@@ -44,10 +45,20 @@ from ratings.results.dashboard_rows import (
     StudyListRow,
     VariantPanel,
 )
-from ratings.results.selectors import scores_latest, study_thresholds
-from ratings.results.statistics.labels import Thresholds, score_label
+from ratings.results.selectors import (
+    factions_by_score,
+    score_label_of,
+    scores_latest,
+    study_thresholds,
+)
+from ratings.results.statistics.labels import Dissent, Thresholds
 
 COMPLEMENTARY_NOTE = "hidden so that a smaller cohort's counts cannot be derived"
+
+# The coherence table marks a cohort polarized on what representation means (SCORING.md 6)
+# when its representation answers are this far from unimodal, and each side holds the split
+# share: a flag for the eye, not a label.
+COHERENCE_MIN_NDFU = 0.5
 
 
 def score_run_in_progress(*, study: Study, after: ScoreRun | None = None) -> ScoreRun | None:
@@ -134,8 +145,11 @@ def _level_paths(universe: Iterable[str], focus: str | None) -> list[str]:
 
 
 def _score_values(run: ScoreRun) -> list[dict]:
-    return list(
+    """Return the run's rows as values, each with its stored factions under "factions"."""
+    factions = factions_by_score(run=run)
+    rows = list(
         Score.objects.filter(run=run).values(
+            "id",
             "cohort__path",
             "criterion_id",
             "variant_a__name",
@@ -160,6 +174,16 @@ def _score_values(run: ScoreRun) -> list[dict]:
             "gai_q",
         )
     )
+    for row in rows:
+        row["factions"] = factions.get(row["id"], ())
+    return rows
+
+
+def _dissent_text(dissent: Dissent | None) -> str:
+    if dissent is None:
+        return ""
+    side = "b" if dissent.lean > 0 else "a"
+    return f"dissent: {dissent.n_raters} raters ({dissent.share:.0%}) consistently lean to {side}"
 
 
 def _hidden_by_table(
@@ -184,14 +208,8 @@ def _criterion_row(
     score: dict, criterion: Criterion, cohort_name: str, reason: str | None, t: Thresholds
 ) -> CriterionRow:
     question = criterion.question_for(cohort_name)
-    label = score_label(
-        n_raters=score["n_raters"],
-        histogram=(score["count_a"], score["count_tie"], score["count_b"]),
-        ndfu=score["ndfu"],
-        agreement=score["agreement"],
-        heterogeneity_p=score["heterogeneity_p"],
-        thresholds=t,
-    )
+    row_label = score_label_of(values=score, factions=score["factions"], thresholds=t)
+    label = row_label.label
     if reason is not None or label == "insufficient":
         # Below k, or hidden for a sibling's sake: no count, share or statistic derived from one.
         note = _note(reason, t.k) if reason else "no answers but skips"
@@ -221,6 +239,11 @@ def _criterion_row(
         heterogeneity_p=_p_text(score["heterogeneity_p"]),
         gai=_number_text(score["gai"]),
         gai_q=_p_text(score["gai_q"]),
+        dissent=_dissent_text(row_label.dissent),
+        # Who is on each side: a split row, or a row with dissent, links to its factions.
+        faction_score_id=score["id"]
+        if score["factions"] and (label == "split" or row_label.dissent is not None)
+        else None,
     )
 
 
@@ -362,7 +385,7 @@ def _coherence(
         polarized = (
             value["ndfu"] is not None
             and total > 0
-            and value["ndfu"] >= t.split_min_ndfu
+            and value["ndfu"] >= COHERENCE_MIN_NDFU
             and min(same, other) / total >= t.split_min_share
         )
         chart = mark_safe(  # charts escapes every text it writes

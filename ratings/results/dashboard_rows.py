@@ -40,6 +40,8 @@ class CriterionRow:
     heterogeneity_p: str = "—"
     gai: str = "—"
     gai_q: str = "—"
+    dissent: str = ""
+    faction_score_id: int | None = None
 
     @property
     def answered(self) -> int:

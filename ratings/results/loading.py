@@ -35,7 +35,7 @@ _CHOICE_CODES = {"a": 0, "tie": 1, "b": 2, "skip": 3}
 
 
 @dataclass
-class _LoadedVotes:
+class LoadedVotes:
     """The scored votes of a study, one entry per vote, sorted by vote id."""
 
     vote_ids: np.ndarray
@@ -59,7 +59,7 @@ _CHOICE_BYTES = {ord("a"): 0, ord("t"): 1, ord("b"): 2, ord("s"): 3}
 
 def votes_load_postgresql(
     *, study: Study, criteria: Sequence[Criterion], include_flagged: bool
-) -> _LoadedVotes:
+) -> LoadedVotes:
     """Read the votes as packed big-endian columns, a few million votes per query.
 
     Each query returns bytea of fixed-width records (string_agg of int8send ...): a million
@@ -196,7 +196,7 @@ def _loaded(
     answer_votes: np.ndarray,
     answer_codes: np.ndarray,
     n_criteria: int,
-) -> _LoadedVotes:
+) -> LoadedVotes:
     """Sort the votes by id and put each answer (criterion * 8 + choice) in its vote's row."""
     import numpy as np
 
@@ -212,7 +212,7 @@ def _loaded(
     # Answers of votes that are not scored (attention checks, flagged raters) find no row.
     found = (vote_ids[row] == answer_votes) if len(vote_ids) else np.zeros(0, dtype=bool)
     codes[row[found], answer_codes[found] // 8] = answer_codes[found] % 8 - 1
-    return _LoadedVotes(
+    return LoadedVotes(
         vote_ids=vote_ids,
         rater_ids=rater_ids[order].astype(np.int64),
         pair_ids=pair_ids[order].astype(np.int64),
@@ -226,7 +226,7 @@ def _loaded(
 
 def votes_load(
     *, study: Study, criteria: Sequence[Criterion], include_flagged: bool
-) -> _LoadedVotes:
+) -> LoadedVotes:
     """Read the study's scored votes in one snapshot.
 
     Outside any transaction the reads share a REPEATABLE READ snapshot. Inside a caller's
@@ -255,7 +255,7 @@ class Catalog:
 
 
 def study_votes(
-    *, study: Study, loaded: _LoadedVotes, criteria: list[Criterion]
+    *, study: Study, loaded: LoadedVotes, criteria: list[Criterion]
 ) -> tuple[StudyVotes, Catalog]:
     """Turn loaded votes into the dense arrays the statistics read, with their catalog.
 

@@ -6,15 +6,25 @@ ScoreRun, each labelled now from the study's current thresholds.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Exists, OuterRef, QuerySet
 
-from ratings.models import AssignmentKind, Participation, Score, ScoreRun, Study, Vote
+from ratings.models import (
+    AssignmentKind,
+    Faction,
+    Participation,
+    Score,
+    ScoreRun,
+    Study,
+    Vote,
+)
 
 if TYPE_CHECKING:
-    from ratings.results.statistics.labels import Thresholds
+    from ratings.results.statistics.labels import Dissent, RowLabel, Thresholds
 
 
 def scores_latest(*, study: Study, include_flagged: bool | None = None) -> ScoreRun | None:
@@ -34,8 +44,6 @@ def study_thresholds(*, study: Study) -> Thresholds:
 
     return Thresholds(
         k=study.min_cohort_size,
-        split_min_ndfu=study.split_min_ndfu,
-        split_max_agreement=study.split_max_agreement,
         split_min_share=study.split_min_share,
         split_max_p=study.split_max_p,
         contested_max_top_share=study.contested_max_top_share,
@@ -79,10 +87,18 @@ class ScoreRow:
     count_skip: int
     statistics: dict[str, float | None]
     label: str
+    dissent: Dissent | None = None
+    # The row's two stored factions, larger first, or () where none were fitted.
+    factions: tuple[Faction, ...] = ()
 
     @property
     def insufficient(self) -> bool:
         return self.label == "insufficient"
+
+    @property
+    def factions_shown(self) -> bool:
+        """A split row, or a consensus or contested row with dissent, shows its factions."""
+        return bool(self.factions) and (self.label == "split" or self.dissent is not None)
 
     def public(self) -> dict[str, Any]:
         """Return the row as shown to researchers: a row below k shows its label only."""
@@ -108,14 +124,61 @@ class ScoreRow:
             label=self.label,
         )
         row.update(self.statistics)
+        if self.dissent is not None:
+            row["dissent"] = {
+                "n_raters": self.dissent.n_raters,
+                "share": self.dissent.share,
+                "lean": self.dissent.lean,
+            }
+        if self.factions_shown:
+            row["factions"] = [faction_public(faction) for faction in self.factions]
         return row
+
+
+def faction_public(faction: Faction) -> dict[str, Any]:
+    """Return a stored faction as the `scores` command and the API show it."""
+    return {
+        "n_raters": faction.n_raters,
+        "share": faction.share,
+        "lean": faction.lean,
+        "lean_low": faction.lean_low,
+        "lean_high": faction.lean_high,
+        "counts": {
+            "a": faction.count_a,
+            "b": faction.count_b,
+            "tie": faction.count_tie,
+            "skip": faction.count_skip,
+        },
+    }
+
+
+def factions_by_score(*, run: ScoreRun) -> dict[int, tuple[Faction, ...]]:
+    """Return the stored factions of a run's rows, by score id, the larger first."""
+    by_score: dict[int, list[Faction]] = defaultdict(list)
+    for faction in Faction.objects.filter(score__run=run).order_by("score_id", "position"):
+        by_score[faction.score_id].append(faction)
+    return {score_id: tuple(factions) for score_id, factions in by_score.items()}
+
+
+def score_label_of(
+    *, values: Mapping[str, Any], factions: tuple[Faction, ...], thresholds: Thresholds
+) -> RowLabel:
+    """Label a stored row (a Score or its values) with its factions, by the study's rules."""
+    from ratings.results.statistics.labels import row_label
+
+    return row_label(
+        n_raters=values["n_raters"],
+        histogram=(values["count_a"], values["count_tie"], values["count_b"]),
+        heterogeneity_p=values["heterogeneity_p"],
+        factions=factions or None,
+        thresholds=thresholds,
+    )
 
 
 def score_rows(*, run: ScoreRun) -> list[ScoreRow]:
     """Return a run's cells, labelled, ordered by cohort path, criterion and variant pair."""
-    from ratings.results.statistics.labels import score_label
-
     thresholds = study_thresholds(study=run.study)
+    factions = factions_by_score(run=run)
     rows = []
     stored = (
         Score.objects.filter(run=run)
@@ -123,6 +186,8 @@ def score_rows(*, run: ScoreRun) -> list[ScoreRow]:
         .order_by("cohort__path", "criterion__position", "criterion__id", "variant_a__name")
     )
     for score in stored:
+        own = factions.get(score.pk, ())
+        label = score_label_of(values=vars(score), factions=own, thresholds=thresholds)
         rows.append(
             ScoreRow(
                 cohort=score.cohort.path,
@@ -137,14 +202,9 @@ def score_rows(*, run: ScoreRun) -> list[ScoreRow]:
                 count_b=score.count_b,
                 count_skip=score.count_skip,
                 statistics={name: getattr(score, name) for name in STATISTIC_FIELDS},
-                label=score_label(
-                    n_raters=score.n_raters,
-                    histogram=(score.count_a, score.count_tie, score.count_b),
-                    ndfu=score.ndfu,
-                    agreement=score.agreement,
-                    heterogeneity_p=score.heterogeneity_p,
-                    thresholds=thresholds,
-                ),
+                label=label.label,
+                dissent=label.dissent,
+                factions=own,
             )
         )
     return rows

@@ -15,12 +15,23 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.utils import timezone
 
-from ratings.models import CoherenceScore, Score, ScoreRun, StrengthScore, Study
+from ratings.models import (
+    CoherenceScore,
+    Faction,
+    FactionMember,
+    Score,
+    ScoreRun,
+    StrengthScore,
+    Study,
+)
 from ratings.results.loading import Catalog, study_votes, votes_load
 from ratings.results.selectors import STATISTIC_FIELDS, scores_latest
 
 if TYPE_CHECKING:
-    from ratings.results.statistics.study import StudyScores
+    import numpy as np
+
+    from ratings.results.loading import LoadedVotes
+    from ratings.results.statistics.study import CellFactions, StudyScores
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +74,12 @@ def scores_compute(*, study: Study, include_flagged: bool = False, seed: int = 0
             seed=seed,
             coherence_criteria=coherence_criteria,
             gai_min_raters=study.min_cohort_size,
+            factions_max_p=study.split_max_p,
+            factions_min_raters=study.min_cohort_size,
         )
         computed_at = time.monotonic()
         with transaction.atomic():
-            _rows_store(run=run, result=result, catalog=catalog)
+            _rows_store(run=run, result=result, catalog=catalog, loaded=loaded)
             run.status = ScoreRun.Status.DONE
             run.computed_at = timezone.now()
             run.votes_covered = len(loaded.vote_ids)
@@ -89,27 +102,36 @@ def scores_compute(*, study: Study, include_flagged: bool = False, seed: int = 0
     return run
 
 
-def _rows_store(*, run: ScoreRun, result: StudyScores, catalog: Catalog) -> None:
-    scores = []
-    for (cohort, criterion, pair), cell in result.cells.items():
+def _rows_store(
+    *, run: ScoreRun, result: StudyScores, catalog: Catalog, loaded: LoadedVotes
+) -> None:
+    import numpy as np
+
+    # The dense rater and item indices of the statistics, as database ids.
+    rater_ids = np.unique(loaded.rater_ids)
+    pair_ids = np.unique(loaded.pair_ids)
+    scores = {}
+    for key, cell in result.cells.items():
+        cohort, criterion, pair = key
         variant_a, variant_b = catalog.variant_pairs[pair]
-        scores.append(
-            Score(
-                run=run,
-                cohort=catalog.cohorts[cohort],
-                criterion=catalog.criteria[criterion],
-                variant_a_id=variant_a,
-                variant_b_id=variant_b,
-                n_raters=cell.n_raters,
-                n_votes=cell.n_votes,
-                count_a=cell.count_a,
-                count_tie=cell.count_tie,
-                count_b=cell.count_b,
-                count_skip=cell.count_skip,
-                **{name: getattr(cell, name) for name in STATISTIC_FIELDS},
-            )
+        fitted = result.factions.get(key)
+        scores[key] = Score(
+            run=run,
+            cohort=catalog.cohorts[cohort],
+            criterion=catalog.criteria[criterion],
+            variant_a_id=variant_a,
+            variant_b_id=variant_b,
+            n_raters=cell.n_raters,
+            n_votes=cell.n_votes,
+            count_a=cell.count_a,
+            count_tie=cell.count_tie,
+            count_b=cell.count_b,
+            count_skip=cell.count_skip,
+            **{name: getattr(cell, name) for name in STATISTIC_FIELDS},
+            dividing_pairs=_dividing_pairs(fitted, pair_ids) if fitted else [],
         )
-    Score.objects.bulk_create(scores, batch_size=1000)
+    Score.objects.bulk_create(scores.values(), batch_size=1000)
+    _factions_store(result=result, scores=scores, catalog=catalog, rater_ids=rater_ids)
     coherence = []
     for (cohort, pair), cell in result.coherence.items():
         variant_a, variant_b = catalog.variant_pairs[pair]
@@ -141,6 +163,67 @@ def _rows_store(*, run: ScoreRun, result: StudyScores, catalog: Catalog) -> None
         for strength in cells
     ]
     StrengthScore.objects.bulk_create(strengths, batch_size=1000)
+
+
+def _dividing_pairs(fitted: CellFactions, pair_ids: np.ndarray) -> list[dict]:
+    return [
+        {
+            "pair": int(pair_ids[fitted.items[item.item]]),
+            "mean_first": item.mean_first,
+            "mean_second": item.mean_second,
+            "n_first": item.n_first,
+            "n_second": item.n_second,
+        }
+        for item in fitted.dividing
+    ]
+
+
+def _factions_store(
+    *,
+    result: StudyScores,
+    scores: dict[tuple[int, int, int], Score],
+    catalog: Catalog,
+    rater_ids: np.ndarray,
+) -> None:
+    """Store the two factions of every cell where they were fitted, and who is in each."""
+    factions, members = [], []
+    for key, fitted in result.factions.items():
+        profiles: dict[int, dict] = {0: {}, 1: {}}
+        for profile in fitted.profiles:
+            profiles[profile.faction][catalog.criteria[int(profile.criterion)].key] = {
+                "n_raters": profile.n_raters,
+                "a": profile.count_a,
+                "tie": profile.count_tie,
+                "b": profile.count_b,
+                "lean": profile.lean,
+            }
+        for position, side in enumerate(fitted.fit.factions):
+            low, high = side.lean_interval or (None, None)
+            faction = Faction(
+                score=scores[key],
+                position=position,
+                n_raters=side.n_raters,
+                share=side.share,
+                lean=side.lean,
+                lean_low=low,
+                lean_high=high,
+                count_a=side.count_a,
+                count_tie=side.count_tie,
+                count_b=side.count_b,
+                count_skip=side.count_skip or 0,
+                profile=profiles[position],
+            )
+            factions.append(faction)
+            for row in side.raters:
+                members.append(
+                    FactionMember(
+                        faction=faction,
+                        rater_id=int(rater_ids[fitted.raters[row]]),
+                        posterior=float(min(1.0, max(0.0, fitted.fit.posterior[row]))),
+                    )
+                )
+    Faction.objects.bulk_create(factions, batch_size=1000)
+    FactionMember.objects.bulk_create(members, batch_size=5000)
 
 
 def scores_refresh(*, study: Study, requested_at: datetime | None = None) -> ScoreRun | None:

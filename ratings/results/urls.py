@@ -11,4 +11,5 @@ urlpatterns = [
     path("studies/", views.study_list, name="study_list"),
     path("studies/<slug:slug>/", views.dashboard, name="dashboard"),
     path("studies/<slug:slug>/recompute/", views.dashboard_recompute, name="dashboard_recompute"),
+    path("studies/<slug:slug>/factions/<int:score_id>/", views.factions, name="factions"),
 ]

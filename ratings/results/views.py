@@ -19,8 +19,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from ratings.access import research_allowed, studies_for_researcher
-from ratings.models import Study
+from ratings.models import Score, Study
 from ratings.results.dashboard import CohortNotInStudy, dashboard_for_study, studies_with_latest_run
+from ratings.results.faction_panel import ScoreWithoutFactions, faction_panel
 from ratings.results.tasks import scores_compute_task
 
 EXPORT_TABLES = (
@@ -131,3 +132,20 @@ def dashboard_recompute(request: HttpRequest, slug: str) -> HttpResponseRedirect
         # Back to the level the button was pressed on; the value only goes into a query string.
         target += "?" + urlencode({"cohort": cohort_path})
     return redirect(target)
+
+
+@login_required
+@require_GET
+def factions(request: HttpRequest, slug: str, score_id: int) -> HttpResponse:
+    """Show who is on each side of a split (or dissent) row, and what divides them."""
+    study = _research_study(request, slug)
+    score = get_object_or_404(
+        Score.objects.select_related("run__study", "cohort", "criterion", "variant_a", "variant_b"),
+        pk=score_id,
+        run__study=study,
+    )
+    try:
+        panel = faction_panel(score=score)
+    except ScoreWithoutFactions as exc:
+        raise Http404("This row has no factions.") from exc
+    return render(request, "ratings/factions.html", {"study": study, "panel": panel})

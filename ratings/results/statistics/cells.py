@@ -15,10 +15,16 @@ from ratings.results.statistics.distribution import (
     share_b,
     share_b_ties_half,
 )
+from ratings.results.statistics.factions import factions_fit
 from ratings.results.statistics.heterogeneity import rater_heterogeneity
-from ratings.results.statistics.labels import Thresholds, score_label
+from ratings.results.statistics.labels import RowLabel, Thresholds, row_label
 from ratings.results.statistics.polarization import ndfu, van_der_eijk_agreement
-from ratings.results.statistics.resampling import SEED_BOOTSTRAP, SEED_HETEROGENEITY, rng_for
+from ratings.results.statistics.resampling import (
+    SEED_BOOTSTRAP,
+    SEED_FACTIONS,
+    SEED_HETEROGENEITY,
+    rng_for,
+)
 
 
 @dataclass
@@ -47,20 +53,24 @@ class CellStatistics:
     gai: float | None = None
     gai_p: float | None = None
     gai_q: float | None = None
+    # The two factions, larger first, where two fit better than one (section 8); else None.
+    factions: tuple | None = None
 
     @property
     def histogram(self) -> tuple[int, int, int]:
         return self.count_a, self.count_tie, self.count_b
 
-    def label(self, thresholds: Thresholds) -> str:
-        return score_label(
+    def row_label(self, thresholds: Thresholds) -> RowLabel:
+        return row_label(
             n_raters=self.n_raters,
             histogram=self.histogram,
-            ndfu=self.ndfu,
-            agreement=self.agreement,
             heterogeneity_p=self.heterogeneity_p,
+            factions=self.factions,
             thresholds=thresholds,
         )
+
+    def label(self, thresholds: Thresholds) -> str:
+        return self.row_label(thresholds).label
 
 
 def cell_distribution(
@@ -118,12 +128,15 @@ def cell_statistics(
     bootstrap: int = 1000,
     seed: int = 0,
     key: Sequence[int] = (),
+    factions_max_p: float | None = 0.01,
 ) -> CellStatistics:
     """Return the statistics of SCORING.md sections 1-4 for one cell's votes.
 
     `raters` and `items` identify each vote's rater and item (pair); `codes` are the coded
     answers (a -1, tie 0, b +1, skip 2; MISSING votes are ignored). `seed` and `key` seed the
-    bootstrap and the permutation test, so the same votes give the same numbers.
+    bootstrap and the permutation test, so the same votes give the same numbers. Factions
+    are fitted when the heterogeneity p is below `factions_max_p` (None: never), as the
+    study scorer does.
     """
     raters, items, codes = np.asarray(raters), np.asarray(items), np.asarray(codes)
     present = codes != MISSING
@@ -146,4 +159,15 @@ def cell_statistics(
         permutations=permutations,
         rng=rng_for(seed, SEED_HETEROGENEITY, *key),
     )
+    if (
+        factions_max_p is not None
+        and stats.heterogeneity_p is not None
+        and stats.heterogeneity_p < factions_max_p
+    ):
+        answered = codes != SKIP
+        answers = np.full((len(rater_ids), len(item_ids)), np.nan)
+        answers[rater_index[answered], item_index[answered]] = codes[answered]
+        fit = factions_fit(answers, rng=rng_for(seed, SEED_FACTIONS, *key), resamples=bootstrap)
+        if fit.n_factions == 2:
+            stats.factions = fit.factions
     return stats

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 # Tags mixed into the seed of each kind of resampling, so that two kinds never share draws.
-SEED_BOOTSTRAP, SEED_HETEROGENEITY, SEED_GROUPS, SEED_STRENGTHS = 1, 2, 3, 4
+SEED_BOOTSTRAP, SEED_HETEROGENEITY, SEED_GROUPS, SEED_STRENGTHS, SEED_FACTIONS = 1, 2, 3, 4, 5
 # Elements handled per batch of bootstrap or label-permutation draws: large enough that
 # numpy's per-call cost vanishes, small enough for bounded memory.
 BATCH_ELEMENTS = 1 << 21

@@ -11,8 +11,16 @@ import numpy as np
 
 from ratings.results.statistics.bradley_terry import Strength, bradley_terry_strengths
 from ratings.results.statistics.cells import CellStatistics, cell_distribution
-from ratings.results.statistics.codes import MISSING, votes_by_group
+from ratings.results.statistics.codes import MISSING, SKIP, votes_by_group
 from ratings.results.statistics.coherence import Coherence, coherence
+from ratings.results.statistics.factions import (
+    CriterionProfile,
+    DividingItem,
+    FactionFit,
+    dividing_items,
+    faction_profiles,
+    factions_fit,
+)
 from ratings.results.statistics.grasp import (
     GroupAssociation,
     benjamini_hochberg,
@@ -22,6 +30,7 @@ from ratings.results.statistics.grasp import (
 from ratings.results.statistics.heterogeneity import rater_heterogeneity_by_group
 from ratings.results.statistics.resampling import (
     SEED_BOOTSTRAP,
+    SEED_FACTIONS,
     SEED_GROUPS,
     SEED_HETEROGENEITY,
     SEED_STRENGTHS,
@@ -61,6 +70,21 @@ class StudyVotes:
         return self.membership.shape[1]
 
 
+@dataclass(frozen=True)
+class CellFactions:
+    """The factions of one cell, its matrix rows and columns as dense rater and item indices."""
+
+    fit: FactionFit
+    raters: np.ndarray  # dense rater index of each row of the fit
+    items: np.ndarray  # dense item index of each column
+    dividing: tuple[DividingItem, ...]  # item = column index into `items`
+    profiles: tuple[CriterionProfile, ...]  # criterion = str(dense criterion index)
+
+
+# How many of the dividing items a cell keeps: the dashboard and exports show the first few.
+DIVIDING_ITEMS_KEPT = 10
+
+
 @dataclass
 class StudyScores:
     """Everything scored for a study, by dense indices into its StudyVotes."""
@@ -71,6 +95,8 @@ class StudyScores:
     coherence: dict[tuple[int, int], Coherence] = field(default_factory=dict)
     # (cohort, criterion) -> strengths
     strengths: dict[tuple[int, int], list[Strength]] = field(default_factory=dict)
+    # (cohort, criterion, variant pair) -> factions, where they were fitted
+    factions: dict[tuple[int, int, int], CellFactions] = field(default_factory=dict)
 
 
 def _workers() -> int:
@@ -95,6 +121,9 @@ class _Slice:
 
     pair_index: int
     criterion: int
+    votes: np.ndarray  # index of each vote in the StudyVotes
+    rater_keys: np.ndarray  # dense study rater index of each slice rater
+    item_keys: np.ndarray
     raters: np.ndarray
     n_raters: int
     items: np.ndarray
@@ -112,6 +141,8 @@ def study_scores(
     seed: int,
     coherence_criteria: tuple[int, int, int] | None = None,
     gai_min_raters: int = 1,
+    factions_max_p: float | None = None,
+    factions_min_raters: int = 2,
     workers: int | None = None,
 ) -> StudyScores:
     """Score every cohort (every level) x criterion x variant pair of a study.
@@ -121,6 +152,9 @@ def study_scores(
     `coherence_criteria` gives the columns of stereotype, offensiveness and representation.
     GAI q-values (Benjamini-Hochberg) are taken over every cell with a GAI p-value and at
     least `gai_min_raters` raters: the cells that can be shown.
+    Factions (section 8) are fitted in every cell with at least `factions_min_raters` raters
+    whose heterogeneity p is below `factions_max_p`: only there can a row be split or show
+    dissent (section 8a), and elsewhere the raters are one exchangeable group.
 
     The work runs as tasks on a small thread pool, per variant pair and criterion: the cells'
     distributions, the heterogeneity tests of all cohorts together, and GRASP.
@@ -130,6 +164,7 @@ def study_scores(
     tasks: list[tuple[int, Callable[[], None]]] = []
     heterogeneity: dict[tuple[int, int], list[tuple[float | None, float | None]]] = {}
     groups: dict[tuple[int, int], list[GroupAssociation]] = {}
+    slices: list[_Slice] = []
 
     for pair_index, variant_pair in enumerate(votes.variant_pairs):
         in_pair = votes.variant_pair == pair_index
@@ -140,6 +175,9 @@ def study_scores(
             part = _Slice(
                 pair_index=pair_index,
                 criterion=criterion,
+                votes=chosen,
+                rater_keys=rater_ids,
+                item_keys=item_ids,
                 raters=raters,
                 n_raters=len(rater_ids),
                 items=items,
@@ -151,6 +189,7 @@ def study_scores(
                     *(votes.variant_keys[variant] for variant in variant_pair),
                 ),
             )
+            slices.append(part)
             size = len(chosen)
             tasks.append(
                 (size, lambda part=part: _distributions(votes, part, result, bootstrap, seed))
@@ -196,6 +235,15 @@ def study_scores(
         for cohort, (statistic, p) in enumerate(tests):
             cell = result.cells[(cohort, criterion, pair_index)]
             cell.heterogeneity, cell.heterogeneity_p = statistic, p
+    if factions_max_p is not None:
+        faction_tasks = [
+            (len(part.votes), lambda part=part: _faction_fits(
+                votes, part, result, bootstrap, seed, factions_max_p, factions_min_raters
+            ))
+            for part in slices
+        ]  # fmt: skip
+        faction_tasks.sort(key=lambda task: -task[0])
+        _run_all((task for _, task in faction_tasks), workers)
     for (criterion, pair_index), associations in groups.items():
         for cohort, association in enumerate(associations):
             cell = result.cells[(cohort, criterion, pair_index)]
@@ -229,6 +277,65 @@ def _distributions(
             part.codes[mine],
             bootstrap=bootstrap,
             rng=rng_for(seed, SEED_BOOTSTRAP, votes.cohort_keys[cohort], *part.seed_key),
+        )
+
+
+def _faction_fits(
+    votes: StudyVotes,
+    part: _Slice,
+    result: StudyScores,
+    bootstrap: int,
+    seed: int,
+    max_p: float,
+    min_raters: int,
+) -> None:
+    """Fit the factions of every cohort's cell of one variant pair and criterion that may split.
+
+    The answer matrix has a row per rater and a column per item of the cell (NaN where a rater
+    did not answer); skips are counted per rater. The profile reads the same votes' answers to
+    every other criterion.
+    """
+    for cohort, mine in enumerate(votes_by_group(part.label_sets, votes.membership)):
+        key = (cohort, part.criterion, part.pair_index)
+        cell = result.cells[key]
+        if (
+            cell.heterogeneity_p is None
+            or cell.heterogeneity_p >= max_p
+            or cell.n_raters < min_raters
+        ):
+            continue
+        rater_ids, rows = np.unique(part.raters[mine], return_inverse=True)
+        item_ids, columns = np.unique(part.items[mine], return_inverse=True)
+        codes = part.codes[mine]
+        answered = codes != SKIP
+        answers = np.full((len(rater_ids), len(item_ids)), np.nan)
+        answers[rows[answered], columns[answered]] = codes[answered]
+        skips = np.bincount(rows[~answered], minlength=len(rater_ids))
+        fit = factions_fit(
+            answers,
+            rng=rng_for(seed, SEED_FACTIONS, votes.cohort_keys[cohort], *part.seed_key),
+            skips=skips,
+            resamples=bootstrap,
+        )
+        if fit.n_factions != 2:
+            continue
+        cell.factions = fit.factions
+        others = {}
+        vote_index = part.votes[mine]
+        for other in range(votes.codes.shape[1]):
+            if other == part.criterion:
+                continue
+            other_codes = votes.codes[vote_index, other]
+            given = (other_codes != MISSING) & (other_codes != SKIP)
+            matrix = np.full(answers.shape, np.nan)
+            matrix[rows[given], columns[given]] = other_codes[given]
+            others[str(other)] = matrix
+        result.factions[key] = CellFactions(
+            fit=fit,
+            raters=part.rater_keys[rater_ids],
+            items=part.item_keys[item_ids],
+            dividing=dividing_items(answers, fit, top=DIVIDING_ITEMS_KEPT),
+            profiles=faction_profiles(fit, others),
         )
 
 

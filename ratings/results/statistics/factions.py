@@ -34,12 +34,11 @@ finite, in both models alike; the log-likelihoods BIC compares are taken without
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import stats
 
 # Prior standard deviation of the logits of a and b against tie (a ridge penalty): wide enough
 # to leave items with answers of more than one kind nearly alone, narrow enough that an item
@@ -53,10 +52,6 @@ _MAX_STEP = 2.0
 # Quantiles of the raters' residual leans at which the deterministic starts cut the raters in
 # two; symmetric, so swapping a and b maps the set of starts onto itself.
 _START_QUANTILES = (0.15, 0.5, 0.85)
-# Composition: labels held by fewer than k raters go into one column of this name.
-OTHER_LABEL = "(other)"
-
-LABELS = ("consensus", "split", "contested", "insufficient")
 
 
 @dataclass(frozen=True)
@@ -104,35 +99,6 @@ class DividingItem:
 
 
 @dataclass(frozen=True)
-class Composition:
-    """Factions by rater label (sub-cohort path or a demographic answer), cells below k hidden.
-
-    Labels held by fewer than k raters are merged into OTHER_LABEL first, so every column total
-    shown has at least k raters; then cells with 1 to k - 1 raters are hidden (None), and so
-    are further cells until none of them can be derived from the faction sizes, the column
-    totals and the cells shown. A zero names no one and stays shown unless hidden as a
-    complement. The test of association runs on the labels as given.
-    """
-
-    labels: tuple[str, ...]  # columns, OTHER_LABEL last when present
-    merged: tuple[str, ...]  # labels merged into OTHER_LABEL
-    counts: tuple[tuple[int | None, ...], ...]  # factions x labels; None where suppressed
-    faction_totals: tuple[int, ...]
-    label_totals: tuple[int, ...]
-    test: str | None  # "fisher" (2 x 2), "permutation chi-square", or None when untestable
-    statistic: float | None  # odds ratio for Fisher, Pearson's chi-square otherwise
-    p: float | None
-
-    @property
-    def shares(self) -> tuple[tuple[float | None, ...], ...]:
-        """Return each cell as a share of its faction; None where the count is suppressed."""
-        return tuple(
-            tuple(None if count is None or not total else count / total for count in row)
-            for row, total in zip(self.counts, self.faction_totals, strict=True)
-        )
-
-
-@dataclass(frozen=True)
 class CriterionProfile:
     """How one faction answered another criterion on the same pairs."""
 
@@ -143,21 +109,6 @@ class CriterionProfile:
     count_tie: int
     count_b: int
     lean: float | None  # mean over those raters of their mean coded answer
-
-
-@dataclass(frozen=True)
-class Dissent:
-    """A consistent minority too small to make a split, shown beside the label."""
-
-    n_raters: int
-    share: float
-    lean: float
-
-
-@dataclass(frozen=True)
-class RowLabel:
-    label: str  # one of LABELS
-    dissent: Dissent | None
 
 
 # The model.
@@ -528,169 +479,3 @@ def faction_profiles(
                 )
             )
     return tuple(profiles)
-
-
-def faction_composition(
-    fit: FactionFit,
-    labels: Sequence[str],
-    *,
-    k: int,
-    rng: np.random.Generator,
-    permutations: int = 2000,
-) -> Composition:
-    """Return the factions x labels table with its association test and small cells hidden.
-
-    `labels` gives one label per row of the answer matrix (raters with no answer are ignored).
-    The test is Fisher's exact test for a 2 x 2 table, otherwise a permutation test of Pearson's
-    chi-square (labels permuted across raters, factions fixed), one-sided,
-    (1 + #{permuted >= observed}) / (1 + permutations). Labels are strings: give raters who
-    did not answer a demographic question a label of their own ("no answer").
-    """
-    if not fit.factions:
-        return Composition((), (), (), (), (), None, None, None)
-    rows = np.concatenate([faction.raters for faction in fit.factions]).astype(np.intp)
-    faction = np.concatenate(
-        [np.full(f.n_raters, index, dtype=np.intp) for index, f in enumerate(fit.factions)]
-    )
-    rater_labels = [labels[row] for row in rows]
-    names, label_index = np.unique(np.array(rater_labels, dtype=object), return_inverse=True)
-    names = [str(name) for name in names]
-    table = np.zeros((fit.n_factions, len(names)), dtype=np.int64)
-    np.add.at(table, (faction, label_index), 1)
-    test, statistic, p = _association(table, faction, label_index, rng, permutations)
-
-    # Merge labels below k (smallest first) until the merged column has none or k raters.
-    totals = table.sum(axis=0)
-    merged = sorted(np.flatnonzero(totals < k).tolist(), key=lambda i: (totals[i], names[i]))
-    kept = [i for i in np.argsort(-totals, kind="stable") if i not in merged]
-    while merged and totals[merged].sum() < k and kept:
-        merged.append(kept.pop())  # the smallest label left
-    columns = [table[:, kept]]
-    shown = [names[i] for i in kept]
-    if merged:
-        columns.append(table[:, merged].sum(axis=1, keepdims=True))
-        shown.append(OTHER_LABEL)
-    shown_table = np.concatenate(columns, axis=1)
-    hidden = _suppress(shown_table, k)
-    return Composition(
-        labels=tuple(shown),
-        merged=tuple(sorted(names[i] for i in merged)),
-        counts=tuple(
-            tuple(None if hidden[f, c] else int(shown_table[f, c]) for c in range(len(shown)))
-            for f in range(len(shown_table))
-        ),
-        faction_totals=tuple(int(total) for total in shown_table.sum(axis=1)),
-        label_totals=tuple(int(total) for total in shown_table.sum(axis=0)),
-        test=test,
-        statistic=statistic,
-        p=p,
-    )
-
-
-def _association(
-    table: np.ndarray,
-    faction: np.ndarray,
-    label_index: np.ndarray,
-    rng: np.random.Generator,
-    permutations: int,
-) -> tuple[str | None, float | None, float | None]:
-    """Return the test of association between faction and label: name, statistic, p."""
-    n_factions, n_labels = table.shape
-    if n_factions < 2 or n_labels < 2:
-        return None, None, None
-    if table.shape == (2, 2):
-        odds_ratio, p = stats.fisher_exact(table)
-        return "fisher", float(odds_ratio), float(p)
-    expected = table.sum(axis=1)[:, None] * table.sum(axis=0)[None, :] / table.sum()
-
-    def chi_square(observed: np.ndarray) -> np.ndarray:
-        return ((observed - expected) ** 2 / expected).sum(axis=(-2, -1))
-
-    observed = float(chi_square(table))
-    cells = n_factions * n_labels
-    extreme = 0
-    batch = max(1, min(permutations, (1 << 20) // max(len(faction), 1)))
-    for start in range(0, permutations, batch):
-        count = min(batch, permutations - start)
-        shuffled = rng.permuted(np.broadcast_to(label_index, (count, len(label_index))), axis=1)
-        keys = np.arange(count)[:, None] * cells + faction[None, :] * n_labels + shuffled
-        tables = np.bincount(keys.ravel(), minlength=count * cells).reshape(
-            count, n_factions, n_labels
-        )
-        extreme += int((chi_square(tables) >= observed * (1 - 1e-9)).sum())
-    return "permutation chi-square", observed, (1 + extreme) / (1 + permutations)
-
-
-def _suppress(table: np.ndarray, k: int) -> np.ndarray:
-    """Return which cells of a factions x labels table to hide.
-
-    A reader knows each faction's size, each label's total (at least k raters once small
-    labels are merged) and the cells shown. Cells of 1 to k - 1 raters are hidden, then
-    complements until none of them can be derived. With two factions a hidden cell whose
-    column shows its other cell follows from the column total, so hidden cells come in whole
-    columns; within the hidden columns, one faction's cells must add up to its size less the
-    cells shown, which pins a cell exactly when its column's bounds leave it one value. Further
-    columns are hidden, smallest first, until no small cell is pinned or none is left. (One
-    faction's cells are the label totals themselves: nothing there is the table's to hide.)
-    """
-    hidden = (table > 0) & (table < k)
-    if len(table) != 2:
-        return hidden
-    hidden[:, hidden.any(axis=0)] = True
-    totals = table.sum(axis=0)
-    while True:
-        columns = np.flatnonzero(hidden[0])
-        # The first faction's hidden cells add up to `free`; each lies in [0, its column total].
-        free = table[0, columns].sum()
-        low = np.maximum(0, free - (totals[columns].sum() - totals[columns]))
-        high = np.minimum(totals[columns], free)
-        pinned = (low == high) & ((table[:, columns] > 0) & (table[:, columns] < k)).any(axis=0)
-        shown = np.flatnonzero(~hidden[0])
-        if not pinned.any() or not len(shown):
-            return hidden
-        hidden[:, shown[np.argmin(totals[shown])]] = True
-
-
-# The label of a row (SCORING.md section 8a).
-
-
-def row_label(
-    *,
-    n_raters: int,
-    k: int,
-    heterogeneity_p: float | None,
-    fit: FactionFit | None,
-    top_share: float | None,
-    split_min_share: float = 0.2,
-    split_max_p: float = 0.01,
-    split_min_lean: float = 0.2,
-    contested_max_top_share: float = 0.6,
-) -> RowLabel:
-    """Label a row `insufficient`, `split`, `contested` or `consensus`, with any dissent.
-
-    `top_share` is the share of the most frequent answer among a, tie and b. Two factions that
-    are consistent (heterogeneity p < split_max_p) and opposed (leans of opposite sign, each at
-    least split_min_lean from 0) make a split when the smaller holds at least split_min_share
-    of the raters and at least k of them; a smaller one is dissent, reported beside the label.
-    """
-    if n_raters < k:
-        return RowLabel("insufficient", None)
-    dissent = None
-    if (
-        fit is not None
-        and fit.n_factions == 2
-        and heterogeneity_p is not None
-        and heterogeneity_p < split_max_p
-    ):
-        larger, smaller = fit.factions
-        leans = (larger.lean, smaller.lean)
-        opposed = (
-            None not in leans and min(leans) <= -split_min_lean and max(leans) >= split_min_lean
-        )
-        if opposed:
-            if smaller.share >= split_min_share and smaller.n_raters >= k:
-                return RowLabel("split", None)
-            dissent = Dissent(n_raters=smaller.n_raters, share=smaller.share, lean=smaller.lean)
-    if top_share is not None and top_share < contested_max_top_share:
-        return RowLabel("contested", dissent)
-    return RowLabel("consensus", dissent)
