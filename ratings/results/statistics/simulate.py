@@ -8,7 +8,7 @@ each rater was drawn from, so tests and the calibration benchmark share one defi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -147,3 +147,34 @@ def answers_drop(rng: np.random.Generator, answers: np.ndarray, share: float) ->
     dropped = rng.choice(given, size=round(share * len(given)), replace=False)
     answers.flat[dropped] = np.nan
     return answers
+
+
+_CHOICES = {-1.0: "a", 0.0: "tie", 1.0: "b"}
+
+
+def long_form_lines(
+    cohorts: Mapping[str, np.ndarray],
+    *,
+    criterion: str = "representation",
+    variants: tuple[str, str] = ("base", "tuned"),
+    other_criteria: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+) -> list[bytes]:
+    """Return simulated answers as the lines of a long-form vote file (`import_votes`).
+
+    `cohorts` maps a cohort path to its raters x items answers (NaN: not answered); raters
+    get ids unique to their cohort, items ids shared by all (item j is one pair).
+    `other_criteria[criterion][cohort]` adds answers to further criteria on the same raters
+    and items (NaN: skipped there).
+    """
+    lines = [b"rater_id,cohort,item_id,variant_a,variant_b,criterion,choice\n"]
+    for cohort, answers in cohorts.items():
+        tag = cohort.replace(":", "-")
+        extra = {name: by_cohort[cohort] for name, by_cohort in (other_criteria or {}).items()}
+        for rater, item in zip(*np.nonzero(~np.isnan(answers)), strict=True):
+            head = f"{tag}-r{rater},{cohort},i{item},{variants[0]},{variants[1]}"
+            lines.append(f"{head},{criterion},{_CHOICES[answers[rater, item]]}\n".encode())
+            for name, matrix in extra.items():
+                value = matrix[rater, item]
+                choice = "skip" if np.isnan(value) else _CHOICES[float(value)]
+                lines.append(f"{head},{name},{choice}\n".encode())
+    return lines
