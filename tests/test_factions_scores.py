@@ -19,6 +19,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
+from ratings.exports.cards import dataset_card
 from ratings.exports.tables import export_stream
 from ratings.models import Faction, FactionMember, Participation, Rater, Study
 from ratings.results.services import scores_compute
@@ -109,6 +110,10 @@ def test_a_consistent_third_is_a_split_with_its_factions_and_the_null_is_not(tmp
     raw_ids = {str(pk) for pk in Rater.objects.values_list("pk", flat=True)}
     assert not {row["rater_id"] for row in india_members} & raw_ids  # pseudonyms only
     assert all(0.5 <= float(row["posterior"]) <= 1 for row in india_members)
+    for table in ("factions", "faction_members"):
+        card = dataset_card(study=study, table=table)
+        assert "## Factions" in card
+        assert f"fewer than k = {study.min_cohort_size} raters" in card
 
 
 def test_a_consistent_minority_below_the_share_is_dissent_beside_consensus():

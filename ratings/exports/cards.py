@@ -194,6 +194,19 @@ def dataset_card(*, study: Study, table: str) -> str:
         lines += _votes_sections(study, table, votes_release(study=study))
     else:
         lines += _scores_sections(study, table, score_tables(study=study))
+    if table in ("factions", "faction_members"):
+        lines += [
+            "",
+            "## Factions",
+            "",
+            "- Rows come from the score rows labelled split, or showing dissent, that the "
+            "scores table shows; rows it hides are left out here too.",
+            f"- A faction of fewer than k = {study.min_cohort_size} raters shows no numbers in "
+            "`factions`, and none of its raters appear in `faction_members`.",
+            "- Raters appear only under the study's pseudonyms (as in the vote exports); a "
+            "faction is fitted by a latent class model over raters, and `posterior` is the "
+            "probability of the faction given the rater's answers.",
+        ]
     lines += ["", "## Columns", "", "| column | type | meaning |", "| --- | --- | --- |"]
     for column in export_columns(study=study, table=table):
         lines.append(f"| `{column.name}` | {column.kind} | {_cell(column.meaning)} |")
