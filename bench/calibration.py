@@ -4,7 +4,9 @@
 
 Simulates cohorts whose truth is planted (SCORING.md section 10) and sends them through the
 product's own path: a long-form vote file, `import_votes`, `scores_compute` and the labels the
-`scores` command prints. Each cohort is a top-level culture of its own study-wide import.
+`scores` command prints. Each cohort is a top-level culture; cohorts go in studies of
+`--per-study` cultures each (GRASP compares every pair of a study's raters, so one study of
+all 400 cohorts, 9,000 raters, would measure GRASP rather than the labels).
 - Null cohorts, no rater heterogeneity: coin-flip items, items of varied difficulty, and
   uniform answers; half of them with raters answering a random subset of the items (60-90%);
   16 to 30 raters, 20 to 40 items.
@@ -98,6 +100,7 @@ def main() -> None:
     parser.add_argument("--planted", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--permutations", type=int, default=1000)
+    parser.add_argument("--per-study", type=int, default=20)
     args = parser.parse_args()
     _setup()
     from ratings.exports.imports import votes_import
@@ -107,22 +110,30 @@ def main() -> None:
     from ratings.results.statistics import simulate
 
     cohorts, truth = _cohorts(args.null, args.planted, args.seed)
-    lines = simulate.long_form_lines(cohorts)
-    started = time.monotonic()
-    votes_import(study_slug=SLUG, lines=lines, source_name="calibration.csv")
-    imported = time.monotonic()
-    study = Study.objects.get(slug=SLUG)
-    Study.objects.filter(pk=study.pk).update(
-        score_permutations=args.permutations, score_bootstrap=1000
-    )
-    study.refresh_from_db()
-    run = scores_compute(study=study, seed=args.seed)
-    scored = time.monotonic()
-    rows = {
-        row.cohort: row
-        for row in score_rows(run=run)
-        if row.criterion == "representation" and row.cohort in truth
-    }
+    paths = list(cohorts)
+    rows = {}
+    import_s = score_s = 0.0
+    votes = 0
+    for first in range(0, len(paths), args.per_study):
+        chunk = {path: cohorts[path] for path in paths[first : first + args.per_study]}
+        slug = f"{SLUG}-{first // args.per_study:03d}"
+        started = time.monotonic()
+        votes_import(study_slug=slug, lines=simulate.long_form_lines(chunk), source_name=slug)
+        imported = time.monotonic()
+        study = Study.objects.get(slug=slug)
+        Study.objects.filter(pk=study.pk).update(
+            score_permutations=args.permutations, score_bootstrap=1000
+        )
+        study.refresh_from_db()
+        run = scores_compute(study=study, seed=args.seed)
+        import_s += imported - started
+        score_s += time.monotonic() - imported
+        votes += run.votes_covered
+        rows.update(
+            (row.cohort, row)
+            for row in score_rows(run=run)
+            if row.criterion == "representation" and row.cohort in chunk
+        )
 
     null_paths = [path for path, what in truth.items() if what["kind"] == "null"]
     false_splits = [path for path in null_paths if rows[path].label == "split"]
@@ -162,10 +173,11 @@ def main() -> None:
                 ),
                 "planted_with_two_factions": len(errors),
                 "faction_size_error": round(sum(errors) / max(1, len(errors)), 3),
-                "votes": run.votes_covered,
-                "import_s": round(imported - started, 1),
-                "score_s": round(scored - imported, 1),
-                "seconds": round(scored - started, 1),
+                "votes": votes,
+                "studies": -(-len(paths) // args.per_study),
+                "import_s": round(import_s, 1),
+                "score_s": round(score_s, 1),
+                "seconds": round(import_s + score_s, 1),
                 "machine": _support.machine(),
             },
             indent=2,

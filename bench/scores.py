@@ -386,7 +386,7 @@ def main() -> None:
 
     from django.core.management import call_command
 
-    from ratings.models import Study
+    from ratings.models import Faction, FactionMember, Study
     from ratings.results.loading import votes_load
     from ratings.results.selectors import score_rows
     from ratings.results.services import scores_compute
@@ -458,6 +458,8 @@ def main() -> None:
                 }
                 for depth in sorted({depth for depth, _ in labels})
             },
+            "cells_with_factions": Faction.objects.filter(score__run=run, position=0).count(),
+            "faction_members": FactionMember.objects.filter(faction__score__run=run).count(),
             "planted_splits": len(planted),
             "planted_splits_labelled_split": len(planted & found),
             "sub_culture_splits_not_planted": len(found - planted),
