@@ -155,7 +155,8 @@ def test_a_granted_researcher_reads_everything_of_the_study(scored_study, resear
     for url in _api_urls(scored_study.slug):
         response = client.get(url)
         assert response.status_code == 200, url
-        assert _body(response), url
+        # The stored rows have no faction members (a JSONL of no rows is empty).
+        assert _body(response) or "faction_members.jsonl" in url, url
     csv_url = reverse("ratings_api:study_export", args=["test-study", "votes_long", "csv"])
     response = client.get(csv_url, HTTP_ACCEPT="text/csv")
     assert response.status_code == 200
