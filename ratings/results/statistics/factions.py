@@ -46,6 +46,8 @@ import scipy.sparse as sp
 _PRIOR_SD = 5.0
 # The lean of each of the two classes is sign * t.
 _SIGNS = np.array([-1.0, 1.0])
+# EM iterations run from every start before all but the best are dropped.
+_PRUNE_AFTER = 4
 # Largest change of any parameter in one Newton step: far from the optimum (the first steps
 # from a rough start) a full step on nearly separated items can overshoot.
 _MAX_STEP = 2.0
@@ -267,6 +269,15 @@ def _fit_two_classes(
             previous = objective
             weights = np.exp(joint - marginal[:, None, :])
             share = np.clip(weights.mean(axis=2), 1e-10, None)
+            if iteration == _PRUNE_AFTER and n_starts > 1:
+                # The starts have found their basins: carry on with the best alone, which
+                # makes a large cell's fit several times cheaper (every array has a row per
+                # start). The same data give the same choice, so the fit stays deterministic.
+                keep = slice(int(np.argmax(objective)), int(np.argmax(objective)) + 1)
+                beta, t, share, weights = beta[keep], t[keep], share[keep], weights[keep]
+                log_p, previous, objective = log_p[keep], previous[keep], objective[keep]
+                log_likelihood = log_likelihood[keep]
+                n_starts = 1
         counts = (by_column @ weights.reshape(n_starts * 2, n_raters).T).T.reshape(
             n_starts, 2, n_items, 3
         )
@@ -278,9 +289,14 @@ def _fit_two_classes(
 
 def _rater_leans(answers: np.ndarray) -> np.ndarray:
     """Return each rater's mean coded answer; NaN for a rater with no answer."""
-    answered = ~np.isnan(answers)
-    total = np.where(answered, answers, 0.0).sum(axis=1)
-    count = answered.sum(axis=1)
+    rows, columns = np.nonzero(~np.isnan(answers))
+    return _row_means(rows, answers[rows, columns], len(answers))
+
+
+def _row_means(rows: np.ndarray, values: np.ndarray, n_rows: int) -> np.ndarray:
+    # From the answered entries alone: a large cell's matrix is mostly NaN.
+    total = np.bincount(rows, weights=values, minlength=n_rows)
+    count = np.bincount(rows, minlength=n_rows)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / count, np.nan)
 
@@ -292,8 +308,10 @@ def _starts(answers: np.ndarray, random_starts: int, rng: np.random.Generator) -
     the item's mean answer, averaged per rater), where factions show first; random partitions
     guard against a residual ordering that hides them.
     """
-    item_means = np.nanmean(answers, axis=0)
-    residual = _rater_leans(answers - item_means[None, :])
+    rows, columns = np.nonzero(~np.isnan(answers))
+    values = answers[rows, columns]
+    item_means = _row_means(columns, values, answers.shape[1])
+    residual = _row_means(rows, values - item_means[columns], len(answers))
     n_raters = len(answers)
     order = np.argsort(residual, kind="stable")
     starts = []
