@@ -85,7 +85,8 @@ def test_the_scores_card_names_the_run_and_the_suppressed_cohorts(study, importe
     # The scores card lists the scores table's suppression, the split report's card both.
     assert "| coherence |" not in card
     assert "| coherence | `india:tamil` |" in dataset_card(study=study, table="splits")
-    assert "`split`: nDFU >= 0.5" in card
+    assert "`split`: rater heterogeneity p < 0.01; two factions of raters fit better" in card
+    assert "nDFU and van der Eijk's A are reported, never deciding" in card
     for column in SCORE_COLUMNS:
         assert f"| `{column.name}` |" in card
 
