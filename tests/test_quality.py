@@ -22,6 +22,7 @@ from tests.rating_pages import (
     SCREEN_ANSWERS,
     client_for,
     form_answers,
+    image_of,
     image_urls,
     serve_and_vote,
     served_assignment_id,
@@ -83,7 +84,10 @@ def test_identical_check_shows_one_in_group_image_twice(study, pair_factory, rat
     assert pair.variant_a_id == pair.variant_b_id
     assert pair.image_a_id in {source.image_a_id, source.image_b_id}
     left, right = image_urls(page)
-    assert left == right
+    # One image twice, under two URLs of this impression: a check looks like any pair.
+    assert left != right
+    assert image_of(left) == image_of(right) == pair.image_a
+    assert client.get(left).content == client.get(right).content
 
 
 @pytest.mark.parametrize(
@@ -147,7 +151,10 @@ def test_repeat_check_shows_an_earlier_pair_with_sides_swapped(study, pair_facto
     assert repeat.repeat_of_id == first.pk
     assert repeat.pair_id == first.pair_id
     assert repeat.shown_left != first.shown_left
-    assert image_urls(page) == list(reversed(first_urls))
+    # The same images, sides swapped, under URLs of their own: none repeats the first pair's.
+    shown = [image_of(url) for url in image_urls(page)]
+    assert shown == [image_of(url) for url in reversed(first_urls)]
+    assert not set(image_urls(page)) & set(first_urls)
 
 
 @pytest.mark.parametrize(
