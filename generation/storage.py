@@ -18,8 +18,8 @@ class ContentAddressedFileSystemStorage(FileSystemStorage):
 
     A worker killed mid-write leaves a temporary file, never a truncated file under the final
     name, so "the file exists" always means "the file is complete". Every file has the same
-    modification time (STORED_MTIME), whichever model made it and whenever. Names are content hashes:
-    a name that exists already holds the same bytes, so it is reused, never suffixed.
+    modification time (STORED_MTIME), whichever model made it and whenever. Names are content
+    hashes: a name that exists already holds the same bytes, so it is reused, never suffixed.
     """
 
     def get_available_name(self, name: str, max_length: int | None = None) -> str:

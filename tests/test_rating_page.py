@@ -10,10 +10,10 @@ from ratings.models import Assignment, AssignmentKind, Participation, Vote
 from tests.rating_pages import (
     client_for,
     completion_route,  # noqa: F401  (a fixture)
+    image_of,
     image_urls,
     prefetch_urls,
     served_assignment_id,
-    image_of,
     vote_through_page,
 )
 

@@ -60,9 +60,7 @@ def impression_image(*, token: str, user_id: int, slug: str) -> tuple[bytes, str
         return None
     assignment_id, mac = parts
     assignment = (
-        Assignment.objects.filter(
-            pk=assignment_id, rater__user_id=user_id, pair__study__slug=slug
-        )
+        Assignment.objects.filter(pk=assignment_id, rater__user_id=user_id, pair__study__slug=slug)
         .select_related("pair__image_a", "pair__image_b")
         .first()
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+
 from django.utils.translation import gettext
 
 from ratings.assignment.state import RatingNext, RatingState, ServedPair
