@@ -98,7 +98,7 @@ def batch_problems(*, variants: Sequence[ModelVariant], seeds_per_prompt: int) -
     sizes = {(variant.width, variant.height) for variant in variants}
     if len(sizes) > 1:
         # Images of different sizes would tell a rater which model made which.
-        named = ", ".join(f"{v.name} ({v.width}×{v.height})" for v in variants)
+        named = ", ".join(f"{v.name} ({v.width} x {v.height})" for v in variants)
         problems.append(
             f"The variants render images of different sizes: {named}. A pair's two images "
             "must have the same width and height, or their size tells which model made each."

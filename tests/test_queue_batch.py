@@ -142,10 +142,10 @@ def test_a_batch_whose_variants_differ_in_size_is_refused_naming_them(
     response = _queue_page_post(admin_client, study, variants, GOOD_CSV, seeds=2)
     page = response.content.decode()
     assert "different sizes" in page
-    assert "tiny-base (64×64)" in page and "tiny-lora (96×96)" in page
+    assert "tiny-base (64 x 64)" in page and "tiny-lora (96 x 96)" in page
     path = tmp_path / "prompts.csv"
     path.write_text(GOOD_CSV)
-    with pytest.raises(CommandError, match=r"tiny-lora \(96×96\)"):
+    with pytest.raises(CommandError, match=r"tiny-lora \(96 x 96\)"):
         call_command("queue_batch", str(path), study=study.slug, variants="tiny-base,tiny-lora")
     assert not PromptBatch.objects.exists()
     assert not Image.objects.exists()
