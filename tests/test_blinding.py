@@ -206,7 +206,10 @@ class Leaks:
 @pytest.mark.usefixtures("completion_route")
 def test_nothing_a_rater_can_reach_names_a_model_and_sides_are_a_coin_toss(study, blind_pairs):
     type(study).objects.filter(pk=study.pk).update(
-        raters_per_pair=RATERS, pairs_per_rater=QUOTA, min_seconds_per_pair=0
+        raters_per_pair=RATERS,
+        pairs_per_rater=QUOTA,
+        min_seconds_per_pair=0,
+        attention_check_rate=0.1,
     )
     role_of: dict[str, str] = {}
 
