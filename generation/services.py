@@ -95,6 +95,14 @@ def batch_problems(*, variants: Sequence[ModelVariant], seeds_per_prompt: int) -
         problems.append("Choose a base variant: pairs compare fine-tuned variants with a base.")
     elif not any(variant.role == ModelVariant.Role.FINETUNED for variant in variants):
         problems.append("Choose a fine-tuned variant to compare with the base.")
+    sizes = {(variant.width, variant.height) for variant in variants}
+    if len(sizes) > 1:
+        # Images of different sizes would tell a rater which model made which.
+        named = ", ".join(f"{v.name} ({v.width} x {v.height})" for v in variants)
+        problems.append(
+            f"The variants render images of different sizes: {named}. A pair's two images "
+            "must have the same width and height, or their size tells which model made each."
+        )
     if seeds_per_prompt < 1:
         problems.append("Each prompt needs at least one seed.")
     return problems

@@ -83,6 +83,9 @@ def study(db) -> Study:
         consent_text="You may stop at any time.",
         cohort_paths=list(TEST_COHORTS),
         raters_per_pair=3,
+        # Checks come at random positions (ratings.assignment.checks): a test that wants them
+        # sets a rate, so that no other test meets one by chance.
+        attention_check_rate=0,
     )
 
 

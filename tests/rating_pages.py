@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -104,3 +105,17 @@ def completion_route():
     finally:
         urls.urlpatterns.remove(stub)
         clear_url_caches()
+
+
+def image_of(url: str):
+    """Return the stored Image a per-impression URL shows (what the server resolves it to)."""
+    from ratings.voting.images import impression_token
+
+    token = url.rstrip("/").rsplit("/", 1)[1]
+    assignment = Assignment.objects.select_related("pair__image_a", "pair__image_b").get(
+        pk=uuid.UUID(hex=token[:32])
+    )
+    for side in ("a", "b"):
+        if impression_token(assignment.pk, side) == token:
+            return getattr(assignment.pair, f"image_{side}")
+    raise AssertionError(f"{url} names no image of its assignment")

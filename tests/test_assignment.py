@@ -13,6 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from generation.models import Image, ModelVariant, Prompt, PromptBatch
+from generation.rendering.services import pairs_form
 from ratings.assignment.pools import ASSIGN_WINDOW
 from ratings.assignment.services import pair_assign
 from ratings.entry.services import participation_consent, rater_cohorts_set, rater_ensure
@@ -367,3 +368,66 @@ def test_assignment_query_reads_the_coverage_index_not_the_whole_table(study, va
     # Every read of the coverage index stops near the window's size: ranges, not the study.
     read = re.findall(r"coverage_least_first .*?actual time=\S+ rows=(\d+)", plan)
     assert read and max(map(int, read)) <= 2 * ASSIGN_WINDOW, plan
+
+
+def test_no_rater_is_served_an_image_twice_outside_a_repeat_check(study):
+    """One base and three fine-tuned variants: each prompt and seed makes three pairs that
+    share the base image. A rater who saw two of them would know the base (the image seen
+    twice); so a rater gets at most one of them, and an identical check's image is never
+    shown again either. Only a repeat check shows the same images again, on purpose."""
+    from ratings.assignment.services import assignment_for_rater
+
+    Study.objects.filter(pk=study.pk).update(
+        raters_per_pair=12, pairs_per_rater=100, attention_check_rate=0.2, min_seconds_per_pair=0
+    )
+    common = {"steps": 2, "width": 32, "height": 32, "base_checkpoint": "/nowhere/tiny"}
+    variants = [ModelVariant.objects.create(name="plain", role="base", **common)] + [
+        ModelVariant.objects.create(
+            name=f"tuned-{n}", role="finetuned", lora_path=f"/nowhere/{n}.safetensors", **common
+        )
+        for n in range(3)
+    ]
+    batch = PromptBatch.objects.create(study=study, seeds_per_prompt=2)
+    batch.variants.set(variants)
+    seeds = 0
+    for n in range(6):
+        prompt = Prompt.objects.create(
+            batch=batch, text=f"a harvest festival #{n}", cohort=Cohort.objects.get(path="india")
+        )
+        for seed in (1000 + n, 2000 + n):
+            seeds += 1
+            for variant in variants:
+                Image.objects.create(
+                    prompt=prompt,
+                    variant=variant,
+                    seed=seed,
+                    status=Image.Status.DONE,
+                    file=f"images/{variant.name}-{seed}.png",
+                )
+        assert len(pairs_form(prompt=prompt)) == 6  # two seeds, three pairs each
+    raters = [_rater(f"rater-{n}", "india") for n in range(12)]
+    kinds: dict[str, int] = {}
+    for rater in raters:
+        shown: dict[int, int] = {}  # image id -> assignments that showed it, but repeats
+        while (assignment := assignment_for_rater(study=study, rater=rater)) is not None:
+            assignment.refresh_from_db()
+            kinds[assignment.kind] = kinds.get(assignment.kind, 0) + 1
+            if assignment.kind != "repeat":
+                for image_id in {assignment.pair.image_a_id, assignment.pair.image_b_id}:
+                    shown[image_id] = shown.get(image_id, 0) + 1
+            answers = ANSWERS if assignment.kind == "pair" else dict.fromkeys(ANSWERS, "tie")
+            vote_cast(
+                rater=rater,
+                assignment_id=assignment.pk,
+                answers=answers,
+                now=assignment.served_at + timedelta(seconds=5),
+            )
+        twice = {image_id: count for image_id, count in shown.items() if count > 1}
+        assert not twice, f"{rater.user.username} was shown images twice: {twice}"
+        # At most one pair of each prompt and seed (without the rule, all 36 pairs); each seed
+        # was spent on this rater by a pair or an identical check of one of its images.
+        regular = Assignment.objects.filter(rater=rater, kind="pair").count()
+        identical = Assignment.objects.filter(rater=rater, kind="identical").count()
+        assert regular <= seeds <= regular + identical
+    # Checks of both kinds were served, so both were held to the rule.
+    assert kinds["pair"] > 60 and kinds.get("identical", 0) > 0 and kinds.get("repeat", 0) > 0

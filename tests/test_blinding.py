@@ -7,9 +7,10 @@ static files, the staff pages they are refused) is searched for every variant na
 seed, fingerprint and model path. Which image goes left, and the order of prefetched images,
 must be a coin toss.
 
-Image lengths differ, as pictures do. What may not leak through them: every image is served as
-the encoding of its pixels alone (no metadata, nothing per model), both images of a pair in
-the same format, with the same headers but for the length and the content-hash file name.
+Every image is served as the encoding of its pixels alone (no metadata, nothing per model),
+padded with a chunk decoders skip so that both images of a pair have the same length, both in
+the same format, with the same headers, under a URL of the impression (never the stored name).
+tests/test_blinding_adversarial.py goes further: a rater who builds classifiers from all this.
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ from tests.rating_pages import (
     client_for,
     completion_route,  # noqa: F401  (a fixture)
     form_answers,
+    image_of,
     image_urls,
     prefetch_urls,
     served_assignment_id,
-    shown_url,
 )
 
 RATERS = 10
-PAIRS = 41  # each rater skips one and votes on 40
+PAIRS = 52  # each rater skips one, votes on 40, and spends a few on identical checks
 QUOTA = 40
 SEED_BASE = 3_907_000_000  # ten digits: never found by chance inside a hash or a token
 ROLE_WORDS = re.compile(
@@ -67,6 +68,46 @@ def _without_random_tokens(data: bytes) -> bytes:
 
 # The bytes each stored image name must be served as: the encoding of its pixels alone.
 CLEAN_BYTES: dict[str, bytes] = {}
+
+
+def _riff_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, at = [], 12
+    while at < len(data):
+        size = int.from_bytes(data[at + 4 : at + 8], "little")
+        chunks.append((data[at : at + 4], data[at + 8 : at + 8 + size]))
+        at += 8 + size + size % 2
+    return chunks
+
+
+def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    chunks, at = [], 8
+    while at < len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        chunks.append((data[at + 4 : at + 8], data[at + 8 : at + 8 + size]))
+        at += 12 + size
+    return chunks
+
+
+def served_as_clean(data: bytes, clean: bytes) -> bool:
+    """Whether served bytes are the clean encoding with nothing added but a header and padding.
+
+    WebP: the same image chunk as the clean file, after a VP8X header with no metadata flags
+    and before one padding chunk of zeros. PNG: the clean file's chunks, and padding of zeros.
+    """
+    if data[:4] == b"RIFF":
+        served, original = _riff_chunks(data), _riff_chunks(clean)
+        (image,) = [chunk for chunk in original if chunk[0] in (b"VP8 ", b"VP8L")]
+        header, *rest = served
+        return (
+            header[0] == b"VP8X"
+            and header[1][0] & ~0x10 == 0  # no ICC, EXIF, XMP or animation flags
+            and rest[0] == image
+            and [tag for tag, _ in rest[1:]] == [b"PADD"]
+            and not rest[1][1].strip(b"\0")
+        )
+    served = [chunk for chunk in _png_chunks(data) if chunk[0] != b"ppAd"]
+    padding = [body for tag, body in _png_chunks(data) if tag == b"ppAd"]
+    return served == _png_chunks(clean) and all(not body.strip(b"\0") for body in padding)
 
 
 @pytest.fixture
@@ -165,18 +206,22 @@ class Leaks:
 @pytest.mark.usefixtures("completion_route")
 def test_nothing_a_rater_can_reach_names_a_model_and_sides_are_a_coin_toss(study, blind_pairs):
     type(study).objects.filter(pk=study.pk).update(
-        raters_per_pair=RATERS, pairs_per_rater=QUOTA, min_seconds_per_pair=0
+        raters_per_pair=RATERS,
+        pairs_per_rater=QUOTA,
+        min_seconds_per_pair=0,
+        attention_check_rate=0.1,
     )
-    role_of = {}
-    for pair in blind_pairs:
-        role_of[shown_url(pair.image_a)] = pair.variant_a.role
-        role_of[shown_url(pair.image_b)] = pair.variant_b.role
-    assert set(role_of.values()) == {"base", "finetuned"}
+    role_of: dict[str, str] = {}
+
+    def roles(urls: list[str]) -> None:
+        for url in urls:
+            role_of[url] = image_of(url).variant.role
 
     leaks = Leaks(blind_pairs)
     rate = reverse("ratings:rate", args=["test-study"])
     vote = reverse("ratings:vote", args=["test-study"])
     image_headers: dict[str, dict[str, str]] = {}
+    image_bodies: dict[str, bytes] = {}
     impressions = base_left = prefetched = base_prefetched_first = checks = 0
     answers_searched = 0
 
@@ -187,10 +232,12 @@ def test_nothing_a_rater_can_reach_names_a_model_and_sides_are_a_coin_toss(study
                 assert response.status_code == 200, url
                 data = leaks.response(f"image {url}", response)
                 assert data[:4] in (b"RIFF", b"\x89PNG")
-                # The bytes are the encoding of the pixels alone: a length says what the
-                # picture says, and nothing any model added to it.
-                assert data == CLEAN_BYTES[Path(url).name], url
+                # The bytes are the encoding of the pixels alone, padded: nothing any model
+                # added to it, and no stored name.
+                stored = Path(image_of(url).preview.name or image_of(url).file.name).name
+                assert served_as_clean(data, CLEAN_BYTES[stored]), url
                 image_headers[url] = dict(response.items())
+                image_bodies[url] = data
 
     for number in range(RATERS):
         rater = _rater(f"blind-{number}", "india")
@@ -220,7 +267,10 @@ def test_nothing_a_rater_can_reach_names_a_model_and_sides_are_a_coin_toss(study
                 left, right = image_urls(text)
                 upcoming = prefetch_urls(text)
             assignment = Assignment.objects.select_related("pair").get(pk=assignment_id)
+            roles([left, right, *upcoming])
             fetch_images(client, [left, right, *upcoming])
+            # One length for both images of a pair, whatever their pictures.
+            assert len(image_bodies[left]) == len(image_bodies[right])
             if assignment.kind == AssignmentKind.PAIR:
                 impressions += 1
                 base_left += role_of[left] == "base"
@@ -258,19 +308,16 @@ def test_nothing_a_rater_can_reach_names_a_model_and_sides_are_a_coin_toss(study
     assert prefetched > 300
     assert 0.4 <= base_prefetched_first / prefetched <= 0.6, (base_prefetched_first, prefetched)
 
-    # Base and fine-tuned images come with the same headers, but for their length and name.
+    assert set(role_of.values()) == {"base", "finetuned"}
+    # Base and fine-tuned images come with the same headers, but for the length (which is the
+    # same within a pair), and no stored name, file time or tag.
     for url, headers in image_headers.items():
-        assert "Last-Modified" not in headers, url
-        assert Path(url).name in headers["Content-Disposition"]
+        assert "Last-Modified" not in headers and "ETag" not in headers, url
+        assert "Content-Disposition" not in headers, url
+        assert "/media/" not in url
     by_role = {
         role: {
-            tuple(
-                sorted(
-                    (key, value)
-                    for key, value in headers.items()
-                    if key not in ("Content-Length", "Content-Disposition")
-                )
-            )
+            tuple(sorted((key, value) for key, value in headers.items() if key != "Content-Length"))
             for url, headers in image_headers.items()
             if role_of.get(url) == role
         }

@@ -55,6 +55,10 @@ def test_worker_renders_a_batch_rater_votes_and_export_holds_the_vote(
     assert set(images.values_list("status", flat=True)) == {Image.Status.DONE}
     assert images.count() == 4
     assert {image.worker for image in images} != {""}
+    # The task forms pairs just after storing its last image: give it that moment.
+    deadline = time.monotonic() + 30
+    while Pair.objects.filter(prompt__batch=batch).count() < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert Pair.objects.filter(prompt__batch=batch).count() == 2
 
     rater = Client()
@@ -65,7 +69,7 @@ def test_worker_renders_a_batch_rater_votes_and_export_holds_the_vote(
     for url in image_urls:
         served = rater.get(url)
         assert served.status_code == 200
-        data = b"".join(served.streaming_content)
+        data = served.content
         assert data[:4] == b"RIFF" and data[8:12] == b"WEBP"  # the light rendition for raters
         assert served["Content-Type"] == "image/webp"
     assignment = re.search(r'name="assignment" value="([0-9a-f-]+)"', page).group(1)

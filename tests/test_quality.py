@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
+import random
 import threading
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from ratings.assignment.checks import attention_check_due
 from ratings.assignment.services import assignment_for_rater
 from ratings.exports.tables import votes_long_csv
 from ratings.models import Assignment, AssignmentKind, Participation, Side, Vote
@@ -22,6 +26,7 @@ from tests.rating_pages import (
     SCREEN_ANSWERS,
     client_for,
     form_answers,
+    image_of,
     image_urls,
     serve_and_vote,
     served_assignment_id,
@@ -45,20 +50,35 @@ def _participation(study, rater) -> Participation:
 
 def test_checks_are_served_at_the_studys_rate_alternating_kinds(study, pair_factory, rater_india):
     _study_with(study, attention_check_rate=0.5)
-    for _ in range(4):
+    for _ in range(6):  # an identical check spends a pair: its images are not shown again
         pair_factory()
     kinds = [serve_and_vote(study, rater_india)[0].kind for _ in range(6)]
     assert kinds == ["pair", "identical", "pair", "repeat", "pair", "identical"]
 
 
-def test_rate_of_one_in_ten_serves_every_tenth_assignment_as_a_check(
-    study, pair_factory, rater_india
-):
-    _study_with(study, attention_check_rate=0.1)
-    for _ in range(20):
-        pair_factory()
-    kinds = [serve_and_vote(study, rater_india)[0].kind for _ in range(20)]
-    assert [i for i, kind in enumerate(kinds, 1) if kind != "pair"] == [10, 20]
+def test_checks_come_at_random_positions_at_the_studys_rate_on_average():
+    """A weighted coin, not a counter: positions vary, never two checks in a row."""
+    coin = random.Random(10)
+    study = SimpleNamespace(attention_check_rate=0.1)
+    positions: list[list[int]] = []
+    total = checks = 0
+    for _ in range(400):
+        served = SimpleNamespace(last_kind=None)
+        state = SimpleNamespace(study=study, served=served)
+        mine = []
+        for position in range(1, 51):
+            check = attention_check_due(state, coin=coin)
+            served.last_kind = "identical" if check else AssignmentKind.PAIR
+            if check:
+                mine.append(position)
+        positions.append(mine)
+        total, checks = total + 50, checks + len(mine)
+        assert all(b - a > 1 for a, b in itertools.pairwise(mine))
+        assert 1 not in mine  # a rater's first assignment is a pair
+    assert 0.09 <= checks / total <= 0.11  # 20,000 draws: the rate, within 5 standard errors
+    # Not the 10th, 20th, ...: checks fall on every position from the 2nd on.
+    assert set(range(2, 51)) <= {p for mine in positions for p in mine}
+    assert len({tuple(mine) for mine in positions}) > 300
 
 
 def test_no_checks_at_rate_zero(study, pair_factory, rater_india):
@@ -71,8 +91,10 @@ def test_no_checks_at_rate_zero(study, pair_factory, rater_india):
 def test_identical_check_shows_one_in_group_image_twice(study, pair_factory, rater_india):
     _study_with(study, attention_check_rate=0.5)
     pair_factory(cohort_path="korea")
-    source = pair_factory(cohort_path="india")
-    serve_and_vote(study, rater_india)
+    india = [pair_factory(cohort_path="india") for _ in range(2)]
+    first, _ = serve_and_vote(study, rater_india)
+    # From a pair the rater has not seen: an image is never shown to a rater twice.
+    (source,) = [pair for pair in india if pair.pk != first.pair_id]
     client = client_for(rater_india)
     page = client.get(reverse("ratings:rate", args=["test-study"])).content.decode()
     check = Assignment.objects.get(pk=served_assignment_id(page))
@@ -83,7 +105,10 @@ def test_identical_check_shows_one_in_group_image_twice(study, pair_factory, rat
     assert pair.variant_a_id == pair.variant_b_id
     assert pair.image_a_id in {source.image_a_id, source.image_b_id}
     left, right = image_urls(page)
-    assert left == right
+    # One image twice, under two URLs of this impression: a check looks like any pair.
+    assert left != right
+    assert image_of(left) == image_of(right) == pair.image_a
+    assert client.get(left).content == client.get(right).content
 
 
 @pytest.mark.parametrize(
@@ -147,7 +172,10 @@ def test_repeat_check_shows_an_earlier_pair_with_sides_swapped(study, pair_facto
     assert repeat.repeat_of_id == first.pk
     assert repeat.pair_id == first.pair_id
     assert repeat.shown_left != first.shown_left
-    assert image_urls(page) == list(reversed(first_urls))
+    # The same images, sides swapped, under URLs of their own: none repeats the first pair's.
+    shown = [image_of(url) for url in image_urls(page)]
+    assert shown == [image_of(url) for url in reversed(first_urls)]
+    assert not set(image_urls(page)) & set(first_urls)
 
 
 @pytest.mark.parametrize(

@@ -132,3 +132,20 @@ def test_command_refuses_a_prompt_longer_than_the_text_encoder_reads(tmp_path, s
     assert "line 4: prompt is" in str(caught.value)
     assert "the text encoder reads at most 77" in str(caught.value)
     assert not PromptBatch.objects.exists()
+
+
+def test_a_batch_whose_variants_differ_in_size_is_refused_naming_them(
+    admin_client, tmp_path, study, variants
+):
+    """A 96-pixel image beside a 128-pixel one would name its model: refused, nothing queued."""
+    type(variants[1]).objects.filter(pk=variants[1].pk).update(width=96, height=96)
+    response = _queue_page_post(admin_client, study, variants, GOOD_CSV, seeds=2)
+    page = response.content.decode()
+    assert "different sizes" in page
+    assert "tiny-base (64 x 64)" in page and "tiny-lora (96 x 96)" in page
+    path = tmp_path / "prompts.csv"
+    path.write_text(GOOD_CSV)
+    with pytest.raises(CommandError, match=r"tiny-lora \(96 x 96\)"):
+        call_command("queue_batch", str(path), study=study.slug, variants="tiny-base,tiny-lora")
+    assert not PromptBatch.objects.exists()
+    assert not Image.objects.exists()

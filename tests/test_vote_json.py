@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 
 from ratings.models import Assignment, Side, Vote
+from ratings.voting.images import impression_url
 from tests.rating_pages import (
     SCREEN_ANSWERS,
     client_for,
@@ -16,7 +17,6 @@ from tests.rating_pages import (
     image_urls,
     prefetch_urls,
     served_assignment_id,
-    shown_url,
 )
 
 RATE = reverse("ratings:rate", args=["test-study"])
@@ -38,8 +38,7 @@ def _post(client, url, data) -> tuple[int, dict]:
 
 
 def _screen_urls(assignment: Assignment) -> list[str]:
-    pair = assignment.pair
-    urls = [shown_url(pair.image_a), shown_url(pair.image_b)]
+    urls = [impression_url("test-study", assignment.pk, side) for side in Side.values]
     return urls if assignment.shown_left == Side.A else urls[::-1]
 
 

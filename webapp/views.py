@@ -1,18 +1,44 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.views.static import serve
+
+# Request headers that would make an answer depend on the file's time or content hash.
+CONDITIONAL_HEADERS = (
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_UNMODIFIED_SINCE",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_RANGE",
+)
+
+
+def _media_allowed(user) -> bool:
+    """Staff, superusers and researchers granted a study see stored files; raters never do."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_staff or user.is_superuser:
+        return True
+    from ratings.models import StudyGrant
+
+    return StudyGrant.objects.filter(user=user).exists()
 
 
 def media(request: HttpRequest, path: str) -> HttpResponse:
-    """Serve local media (rendered images) when no front server or S3 bucket does."""
+    """Serve local media (rendered images) to staff and researchers, by stored name.
+
+    Raters never get a stored name: they see images through per-impression URLs
+    (ratings.voting.images), and anyone else gets a 404 here.
+    """
+    if not _media_allowed(request.user):
+        raise Http404("No such file.")
+    # The same answer whatever date or tag a request names: no 304 that tells a file's time.
+    for header in CONDITIONAL_HEADERS:
+        request.META.pop(header, None)
     # Settings are read per request: tests give each test its own media folder.
     response = serve(request, path, document_root=settings.MEDIA_ROOT)
-    # Names are content hashes, so a file never changes.
-    response["Cache-Control"] = "public, max-age=31536000, immutable"
-    # The file's time would tell which image of a pair was rendered first, and so which
-    # model made it (variants render one after the other); a content-addressed file needs none.
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
     del response["Last-Modified"]
     return response
 

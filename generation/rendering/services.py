@@ -5,6 +5,7 @@ pairs, and close the batch when nothing of it is left to render.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -94,7 +95,10 @@ def prompt_render(
         by_variant: dict[int, list[Image]] = {}
         for image in images.order_by("variant__role", "variant__name", "seed"):
             by_variant.setdefault(image.variant_id, []).append(image)
-        for variant_images in by_variant.values():
+        # In random order: nothing stored (a file, a row's times) may follow the variants' roles.
+        order = list(by_variant.values())
+        secrets.SystemRandom().shuffle(order)
+        for variant_images in order:
             rendered += _variant_render(
                 images=variant_images,
                 prompt=prompt,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 import uuid
 from collections.abc import Iterator
@@ -16,29 +17,34 @@ from ratings.assignment.reservations import (
     served_note,
 )
 from ratings.assignment.state import RatingState, ServedPair
-from ratings.models import AssignmentKind, Side, Vote
-from ratings.sql import db_datetime, db_tables, db_uuid, sql_cursor, sql_fetchall, sql_fetchone
+from ratings.models import AssignmentKind, Side
+from ratings.sql import db_datetime, db_tables, db_uuid, sql_cursor, sql_fetchone
+
+_COIN = secrets.SystemRandom()
 
 
-def attention_check_due(state: RatingState) -> bool:
-    """Say whether the next assignment should be a check: when checks fall behind the rate.
+def attention_check_due(state: RatingState, *, coin: random.Random | None = None) -> bool:
+    """Say whether the next assignment should be a check: a coin weighted by the study's rate.
 
-    A counter, not a coin: with a rate of 0.1 the 10th, 20th, … assignments are checks. Two
-    checks never follow each other, so a rate above one half acts as one half.
+    Not a counter: checks at fixed counts (the 10th, 20th, …) would be recognised. Two checks
+    never follow each other, so after a regular pair the coin comes up with rate / (1 - rate),
+    which makes checks the study's rate of assignments on average; a rate of one half or more
+    serves every other assignment as a check.
     """
     rate = state.study.attention_check_rate
-    served = state.served
-    if rate <= 0 or served.last_kind != AssignmentKind.PAIR:
+    if rate <= 0 or state.served.last_kind != AssignmentKind.PAIR:
         return False
-    return served.checks + 1 <= rate * (served.total + 1) + 1e-9
+    if rate >= 0.5:
+        return True
+    return (coin or _COIN).random() < rate / (1 - rate)
 
 
 def _identical_check_sources(state: RatingState, now: datetime) -> Iterator[int]:
     """Yield pairs whose images may make the rater's next identical check, a few at most.
 
-    First from the rater's own pool, read as assignment reads it (a range of the coverage
-    index, never a scan of the study's pairs); then, if those are spent or were made into
-    checks for this rater already, from pairs the rater voted on (their votes, by index).
+    From the rater's own pool, read as assignment reads it (a range of the coverage index,
+    never a scan of the study's pairs), so the image is one the rater has never seen: an image
+    seen again would stand out, and pairs sharing it are never served to them afterwards.
     """
     chooser = secrets.SystemRandom()
     for pool in in_group_pools(state):
@@ -46,12 +52,6 @@ def _identical_check_sources(state: RatingState, now: datetime) -> Iterator[int]
         if window:
             yield from chooser.sample([row[1] for row in window], min(3, len(window)))
             break
-    voted = sql_fetchall(
-        f"""SELECT pair_id FROM {Vote._meta.db_table} WHERE rater_id = %(rater)s
-            AND study_id = %(study)s AND kind = %(kind)s ORDER BY id DESC LIMIT 8""",
-        {"rater": state.rater_id, "study": state.study.pk, "kind": AssignmentKind.PAIR.value},
-    )
-    yield from chooser.sample([pair_id for (pair_id,) in voted], min(3, len(voted)))
 
 
 def _identical_check_serve(state: RatingState, now: datetime) -> ServedPair | None:

@@ -161,6 +161,15 @@ def _pool_window_sql(
                     OR substr(cohort.path, 1, %(related_length)s) = %(related_subtree)s)
             ) IS NOT NULL
         """
+    # Images the rater was shown in any assignment (an array built once per statement): a
+    # pair sharing one is never served, or the image seen twice (the base of a prompt and
+    # seed against several fine-tuned variants) would name the base.
+    seen_images = f"""ARRAY(
+        SELECT shown.image_a_id FROM {t["assignment"]} mine
+            JOIN {t["pair"]} shown ON shown.id = mine.pair_id WHERE mine.rater_id = %(rater)s
+        UNION SELECT shown.image_b_id FROM {t["assignment"]} mine
+            JOIN {t["pair"]} shown ON shown.id = mine.pair_id WHERE mine.rater_id = %(rater)s
+    )"""
     counter = pool.counter  # a column name of ours, never input
     scope = "coverage.study_id = %(study)s AND coverage.cohort_id = %(cohort)s"
     reserved = f"(SELECT COUNT(*) {live})" if mode == "load" else "0"
@@ -175,6 +184,11 @@ def _pool_window_sql(
                 AND coverage.pair_id NOT IN (
                     SELECT seen.pair_id FROM {t["assignment"]} seen
                     WHERE seen.rater_id = %(rater)s
+                )
+                AND NOT EXISTS (
+                    SELECT 1 FROM {t["pair"]} candidate WHERE candidate.id = coverage.pair_id
+                        AND (candidate.image_a_id = ANY({seen_images})
+                            OR candidate.image_b_id = ANY({seen_images}))
                 )
                 AND NOT (SELECT is_attention_check FROM {t["pair"]} WHERE id = coverage.pair_id)
                 {related} {unreserved}

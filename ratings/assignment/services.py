@@ -95,9 +95,10 @@ def pair_assign(*, study: Study, rater: Rater, now: datetime | None = None) -> A
     In-group first: a pair whose prompt's cohort is one of the rater's cohorts, an ancestor of
     one, or below one, counted toward that rater cohort (Assignment.cohort); out-group pairs,
     from other root cultures and counted toward no cohort, only as far as the study's
-    `outgroup_share`. The pair is one the rater was never served, not an attention check,
-    below `raters_per_pair` for the cohort counting votes and live reservations, and the least
-    loaded such pair. Open assignments and attention checks are the caller's business.
+    `outgroup_share`. The pair is one the rater was never served, sharing no image with any
+    pair they were served, not an attention check, below `raters_per_pair` for the cohort
+    counting votes and live reservations, and the least loaded such pair. Open assignments
+    and attention checks are the caller's business.
     """
     now = now or timezone.now()
     state = rating_state_of(study=study, rater=rater, now=now)

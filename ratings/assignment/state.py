@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from django.utils import timezone
 
 from ratings.cohorts import cohort_path_contains
-from ratings.models import AssignmentKind, Rater, Side, Study, Vote
+from ratings.models import AssignmentKind, Rater, Study, Vote
 from ratings.sql import db_datetime, db_tables, sql_fetchone, sql_json_array, sql_json_rows
 
 # The rating page and the vote read everything they need about one rater in one study in one
@@ -56,8 +56,8 @@ class StudyRules:
 class ServedPair:
     """An assignment with what showing it takes: the prompt and the two images' stored names.
 
-    `image_a`/`image_b` are (file, preview) in variant terms; only `screen_names` orders them
-    for a screen, by the side the coin toss put `a` on.
+    `image_a`/`image_b` are (file, preview) in variant terms; a rater sees them only through
+    per-impression URLs (ratings.voting.images), in the order the coin toss put `a` on.
     """
 
     pk: uuid.UUID
@@ -94,11 +94,6 @@ class ServedPair:
             image_a=(file_a, preview_a),
             image_b=(file_b, preview_b),
         )
-
-    def screen_names(self) -> list[str]:
-        """Return the stored names of the images as shown: left, then right."""
-        names = shown_names(self.image_a, self.image_b)
-        return names if self.shown_left == Side.A else names[::-1]
 
 
 def _uuid(value: uuid.UUID | str) -> uuid.UUID:

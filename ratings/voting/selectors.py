@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
 
-from django.core.files.storage import default_storage
 from django.utils.translation import gettext
 
-from ratings.assignment.state import RatingNext, RatingState, ServedPair, shown_names
+from ratings.assignment.state import RatingNext, RatingState, ServedPair
 from ratings.cohorts import cohort_path_contains
+from ratings.models import Side
+from ratings.voting.images import impression_url
 
 
 def shared_culture_path(*, prompt_cohort_path: str, rater_cohort_paths: list[str]) -> str:
@@ -26,10 +26,6 @@ def shared_culture_path(*, prompt_cohort_path: str, rater_cohort_paths: list[str
     return prompt_cohort_path
 
 
-def _urls(names: Iterable[str]) -> list[str]:
-    return [default_storage.url(name) for name in names]
-
-
 def _questions(state: RatingState, served: ServedPair) -> list[dict[str, str]]:
     rater_cohorts = {path: name for _, path, name in state.cohorts}
     culture_path = shared_culture_path(
@@ -43,12 +39,18 @@ def _questions(state: RatingState, served: ServedPair) -> list[dict[str, str]]:
     ]
 
 
-def _prefetch_urls(upcoming: ServedPair | None) -> list[str]:
+def _screen_urls(slug: str, served: ServedPair) -> list[str]:
+    """Return the impression URLs of the pair's images as shown: left, then right."""
+    sides = [Side.A, Side.B] if served.shown_left == Side.A else [Side.B, Side.A]
+    return [impression_url(slug, served.pk, side) for side in sides]
+
+
+def _prefetch_urls(slug: str, upcoming: ServedPair | None) -> list[str]:
     if upcoming is None:
         return []
-    # Listed in random order, so neither their order nor anything else about them says which
-    # side they will be shown on (an identical check lists its one image once).
-    urls = list(dict.fromkeys(_urls(shown_names(upcoming.image_a, upcoming.image_b))))
+    # Two URLs of this impression alone (an identical check's too), in random order, so
+    # neither their order nor anything else about them says which side they will be shown on.
+    urls = [impression_url(slug, upcoming.pk, side) for side in Side.values]
     secrets.SystemRandom().shuffle(urls)
     return urls
 
@@ -56,17 +58,18 @@ def _prefetch_urls(upcoming: ServedPair | None) -> list[str]:
 def rating_page_context(*, state: RatingState, following: RatingNext) -> dict:
     """Return what the rating page shows: the prompt, two images in screen order, the questions.
 
-    Nothing here names a variant: the images go out as 'Image 1' and 'Image 2' only, and the
-    upcoming assignment's images are listed for prefetching in random order.
+    Nothing here names a variant or a stored file: the images go out as 'Image 1' and
+    'Image 2' under per-impression URLs, and the upcoming assignment's two URLs are listed for
+    prefetching in random order.
     """
     current = following.current
     assert current is not None
     return {
         "assignment_id": current.pk,
         "prompt_text": current.prompt_text,
-        "image_urls": _urls(current.screen_names()),
+        "image_urls": _screen_urls(state.study.slug, current),
         "questions": _questions(state, current),
-        "prefetch_urls": _prefetch_urls(following.upcoming),
+        "prefetch_urls": _prefetch_urls(state.study.slug, following.upcoming),
         "progress": following.progress,
     }
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("s/<slug:slug>/rate/", views.rate, name="rate"),
     path("s/<slug:slug>/vote/", views.vote, name="vote"),
     path("s/<slug:slug>/skip/", views.skip, name="skip"),
+    path("s/<slug:slug>/image/<str:token>", views.image, name="image"),
 ]

@@ -17,11 +17,12 @@ from django.urls import reverse
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from ratings.assignment.services import rating_next
 from ratings.assignment.state import RatingNext, RatingState, rating_state
 from ratings.voting import selectors, services
+from ratings.voting.images import impression_image
 
 # The only backend raters sign in with (see ratings.entry.views); other sessions take Django's
 # path.
@@ -170,3 +171,22 @@ def skip(request: HttpRequest, slug: str) -> HttpResponse:
     except services.VoteRefused as refusal:
         return _refused(request, state, refusal, gettext("The pair was not skipped"))
     return _answered(request, state, following)
+
+
+@require_GET
+def image(request: HttpRequest, slug: str, token: str) -> HttpResponse:
+    """Send one image of an impression to the rater it was served to; 404 to anyone else.
+
+    No Last-Modified, no ETag, and conditional request headers are not read: every request
+    for an image gets the same answer, the same headers for both images of a pair, and the
+    same length (see ratings.voting.images).
+    """
+    if not request.user.is_authenticated:
+        raise Http404("No such image.")
+    found = impression_image(token=token, user_id=request.user.pk, slug=slug)
+    if found is None:
+        raise Http404("No such image.")
+    data, content_type = found
+    response = HttpResponse(data, content_type=content_type)
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
