@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from ratings.access import research_allowed, studies_for_researcher
 from ratings.models import Study
 from ratings.results.dashboard import CohortNotInStudy, dashboard_for_study, studies_with_latest_run
+from ratings.results.dashboard_summary import summary_for_run
 from ratings.results.tasks import scores_compute_task
 
 EXPORT_TABLES = (
@@ -101,12 +102,18 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     except CohortNotInStudy as exc:
         raise Http404("This study has no such cohort.") from exc
     exports = _export_links(study)
+    summary = (
+        summary_for_run(study=study, run=board.run, thresholds=board.thresholds)
+        if cohort_path is None
+        else None
+    )
     return render(
         request,
         "ratings/dashboard.html",
         {
             "study": study,
             "board": board,
+            "summary": summary,
             "exports": exports,
             "fallback_export": None if exports else _votes_csv_link(study),
         },
