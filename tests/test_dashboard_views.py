@@ -13,6 +13,7 @@ import redis
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import include, path, reverse
+from django.utils import timezone
 
 import ratings.urls
 from generation.models import ModelVariant, Prompt, PromptBatch
@@ -538,9 +539,11 @@ def test_a_running_recompute_is_shown_with_its_start(scored, researcher, study):
         permutations=1000,
         bootstrap=1000,
     )
-    page = _text(_client(researcher).get(URL).content.decode())
-    assert "Recomputing … started at 14 Mar 2025, 11:31:00 UTC" in page
+    markup = _client(researcher).get(URL).content.decode()
+    page = _text(markup)
+    assert "Recomputing … running since 14 Mar 2025, 11:31:00 UTC" in page
     assert "412 votes" in page  # the latest finished scores stay on the page meanwhile
+    assert '<meta http-equiv="refresh" content="3">' in markup  # until the run lands
 
 
 def _queued_tasks(broker: redis.Redis) -> list[tuple[str, str]]:
@@ -578,6 +581,15 @@ def test_recompute_now_enqueues_the_task_and_comes_back(scored, researcher, stud
     assert (
         client.get(reverse("ratings:dashboard_recompute", args=["test-study"])).status_code == 405
     )
+    # Until a run starts, the page says the recompute is queued and looks again by itself.
+    page = client.get(URL).content.decode()
+    assert "Recompute queued" in _text(page)
+    assert '<meta http-equiv="refresh" content="3">' in page
+    # Once a run has started after the request, it is no longer queued; once it is done, the
+    # page stops looking again.
+    _run(study, started_at=timezone.now(), computed_at=timezone.now())
+    page = client.get(URL).content.decode()
+    assert "Recompute queued" not in page and 'http-equiv="refresh"' not in page
 
 
 # Export links: the URL names come from the exports; the page lives with or without them.

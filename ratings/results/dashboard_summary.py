@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
 from ratings.models import Cohort, Criterion, ScoreRun, Study
 from ratings.results.dashboard import _criterion_row, _hidden_by_table, _note, _score_values
@@ -74,6 +75,15 @@ class Summary:
     @property
     def split_rows(self) -> int:
         return sum(1 for row in self.rows if row.splits)
+
+
+def recompute_queued_since(*, study: Study) -> datetime | None:
+    """When "Recompute now" was pressed, if no score run has started since; else None."""
+    requested = Study.objects.filter(pk=study.pk).values_list("scores_requested_at", flat=True)
+    asked = requested.first()
+    if asked is None or ScoreRun.objects.filter(study=study, started_at__gte=asked).exists():
+        return None
+    return asked
 
 
 def _sort_key(row: SummaryRow) -> tuple:
