@@ -140,6 +140,8 @@ def showcase_build(*, variants: list[ModelVariant], renderer, seed: int = 7) -> 
             consent_text="A showcase of simulated raters; it takes no real raters.",
             cohort_paths=list(SHOWCASE_COHORTS),
             min_cohort_size=SHOWCASE_K,
+            # Closed to raters: its votes are simulated; researchers read it all the same.
+            active=False,
         )
         study.variants.add(*variants)
         prompts = _prompts_queue(study=study, variants=variants, seed=seed)
