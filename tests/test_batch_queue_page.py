@@ -223,7 +223,9 @@ def test_the_estimate_counts_the_images_queued_ahead(admin_client, study, varian
         batch=ahead, text="a plate of idli", cohort=Cohort.objects.get(path="india")
     )
     Image.objects.bulk_create(
-        Image(prompt=prompt, variant=variant, seed=seed, status="running" if seed == 0 else "queued")
+        Image(
+            prompt=prompt, variant=variant, seed=seed, status="running" if seed == 0 else "queued"
+        )
         for seed in range(52)
         for variant in variants
     )

@@ -60,8 +60,12 @@ def test_researcher_reads_named_charts_with_tables_and_drills_into_a_culture(
         assert "Nigeria (fewer than 5 raters)" in collapsed.inner_text()
         # The opening matrix: India split on representation, first.
         matrix = page.get_by_role("table", name=re.compile("Label of every cohort"))
-        assert matrix.get_by_role("row").nth(1).get_by_role("rowheader").inner_text().startswith(
-            "India"
+        assert (
+            matrix.get_by_role("row")
+            .nth(1)
+            .get_by_role("rowheader")
+            .inner_text()
+            .startswith("India")
         )
 
         # Each chart downloads as SVG and as PNG, for a paper.

@@ -326,7 +326,9 @@ def test_cohorts_below_k_collapse_into_one_line_with_no_counts_bars_or_statistic
 ):
     page = _client(researcher).get(URL).content.decode()
     assert "nigeria" not in _sections_order(page)
-    (line,) = re.findall(r'<p class="collapsed-cohorts" data-hidden="nigeria">(.*?)</p>', page, re.S)
+    (line,) = re.findall(
+        r'<p class="collapsed-cohorts" data-hidden="nigeria">(.*?)</p>', page, re.S
+    )
     assert _line(line) == "Not shown here (1): Nigeria (fewer than 5 raters)."
     # Nigeria's counts (b 13, votes 21) and chart appear nowhere on the page.
     assert 'aria-label="Nigeria' not in page
@@ -403,7 +405,9 @@ def test_the_page_opens_with_a_matrix_of_cohorts_and_criteria_splits_first(score
     assert rows["india"] == ["consensus", "split", "contested", "consensus"]
     assert rows["korea"] == ["consensus"] * 4
     # The cohorts below k: one line naming them, nothing else.
-    assert collapsed == "Not shown (2): Kerala (fewer than 5 raters), Nigeria (fewer than 5 raters)."
+    assert (
+        collapsed == "Not shown (2): Kerala (fewer than 5 raters), Nigeria (fewer than 5 raters)."
+    )
     # Each heading defines itself on hover with the question the raters answered.
     assert '<abbr title="Which image is more stereotypical?">More stereotypical</abbr>' in page
     # A subculture's row leads to its panel on its culture's page.

@@ -21,7 +21,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -222,4 +221,3 @@ def _votes_simulate(*, study: Study, pairs: list[Pair], seed: int) -> None:
         for vote, group in zip(votes, voters, strict=True)
         for criterion in criteria
     )
-

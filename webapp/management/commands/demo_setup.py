@@ -70,9 +70,7 @@ class Command(BaseCommand):
             "--steps", type=int, default=8, help="denoising steps of the demo variants"
         )
         parser.add_argument("--size", type=int, default=64, help="image width and height")
-        parser.add_argument(
-            "--no-showcase", action="store_true", help="skip the showcase study"
-        )
+        parser.add_argument("--no-showcase", action="store_true", help="skip the showcase study")
 
     def handle(
         self, *args, seeds: int, steps: int, size: int, no_showcase: bool = False, **options
