@@ -33,7 +33,10 @@ from ratings.results.services import scores_compute
 
 SHOWCASE_SLUG = "showcase"
 SHOWCASE_K = 5
-SHOWCASE_PAIRS = 16
+# Eight prompts, two seeds each: sixteen pairs in eight render calls per variant (a call's cost
+# on the tiny model is mostly its overhead, so seeds share calls).
+SHOWCASE_PROMPT_COUNT = 8
+SHOWCASE_SEEDS = 2
 
 SHOWCASE_COHORTS = {
     "india": "India",
@@ -93,21 +96,13 @@ SHOWCASE_GROUPS: tuple[SimulatedGroup, ...] = (
 
 SHOWCASE_PROMPTS = (
     ("a family eating dinner together at home", "india"),
-    ("a bride and groom at a wedding ceremony", "india"),
     ("a street market selling vegetables", "india:kerala"),
-    ("a plate of breakfast food", "india:tamil"),
     ("a grandmother cooking in her kitchen", "china"),
     ("a teahouse in the afternoon", "china:sichuan"),
-    ("students walking to school", "korea"),
     ("a family celebrating the new year", "korea"),
-    ("a musician playing in the town square", "mexico"),
     ("a weaver at her loom", "mexico:oaxaca"),
-    ("a busy city street at rush hour", "nigeria"),
+    ("a musician playing in the town square", "mexico"),
     ("a festival with drummers and dancers", "nigeria"),
-    ("a doctor talking with a patient", "india"),
-    ("a farmer in the fields at dawn", "china"),
-    ("an apartment building at night", "korea"),
-    ("a bakery selling bread in the morning", "mexico"),
 )
 
 DESCRIPTION = (
@@ -154,16 +149,20 @@ def showcase_build(*, variants: list[ModelVariant], renderer, seed: int = 7) -> 
 
 def _prompts_queue(*, study: Study, variants: list[ModelVariant], seed: int) -> list[Prompt]:
     """A batch of the showcase prompts, one seed each, its images queued but no task sent."""
-    batch = PromptBatch.objects.create(study=study, seeds_per_prompt=1, source_name="showcase")
+    batch = PromptBatch.objects.create(
+        study=study, seeds_per_prompt=SHOWCASE_SEEDS, source_name="showcase"
+    )
     batch.variants.set(variants)
     cohorts = {c.path: c for c in Cohort.objects.filter(path__in=SHOWCASE_COHORTS)}
     prompts = []
-    for line, (text, path) in enumerate(SHOWCASE_PROMPTS[:SHOWCASE_PAIRS], start=1):
+    for line, (text, path) in enumerate(SHOWCASE_PROMPTS[:SHOWCASE_PROMPT_COUNT], start=1):
         prompt = Prompt.objects.create(
             batch=batch, text=text, cohort=cohorts[path], category="showcase", source_line=line
         )
         Image.objects.bulk_create(
-            Image(prompt=prompt, variant=variant, seed=seed * 1000 + line) for variant in variants
+            Image(prompt=prompt, variant=variant, seed=seed * 1000 + 10 * line + number)
+            for number in range(SHOWCASE_SEEDS)
+            for variant in variants
         )
         prompts.append(prompt)
     return prompts
