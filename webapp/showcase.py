@@ -116,6 +116,13 @@ def showcase_exists() -> bool:
     return Study.objects.filter(slug=SHOWCASE_SLUG).exists()
 
 
+def showcase_scored() -> bool:
+    """Whether the showcase's setup finished: its scores are stored."""
+    from ratings.models import ScoreRun
+
+    return ScoreRun.objects.filter(study__slug=SHOWCASE_SLUG, status=ScoreRun.Status.DONE).exists()
+
+
 def showcase_build(*, variants: list[ModelVariant], renderer, seed: int = 7) -> Study:
     """Create the showcase study: render its pairs, simulate its votes, compute its scores.
 

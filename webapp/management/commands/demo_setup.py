@@ -98,6 +98,11 @@ class Command(BaseCommand):
             self.stdout.write("The demo study already has a batch; reusing it.")
         if not no_showcase and not showcase.showcase_exists():
             self._showcase(variants)
+        elif not no_showcase and not showcase.showcase_scored():
+            self.stderr.write(
+                "The showcase study was left half-built by an interrupted setup; "
+                "`make clean-demo` and `make demo` build it again."
+            )
 
     def _showcase(self, variants: list[ModelVariant]) -> None:
         from generation.pipeline import Renderer
