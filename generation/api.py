@@ -41,6 +41,9 @@ class BatchProgressSerializer(serializers.Serializer):
     queued_by = serializers.CharField()
     images_per_minute = serializers.FloatField(allow_null=True)
     eta_seconds = serializers.IntegerField(allow_null=True)
+    images_ahead = serializers.IntegerField(
+        help_text="Images of earlier open batches still queued or running: the place in the queue."
+    )
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)

@@ -223,6 +223,9 @@ class Renderer:
         """Load a diffusers folder, a hub id, or a single-file .safetensors/.ckpt checkpoint."""
         from diffusers import StableDiffusionPipeline
 
+        from webapp.quiet import progress_bars_off
+
+        progress_bars_off()
         options: dict[str, Any] = {
             "dtype": torch_dtype,
             # The safety checker costs memory and blanks images on false positives; ratings

@@ -68,6 +68,15 @@ class BatchPreview:
     estimate_borrowed: bool
     queued_ahead: int
     unchecked_checkpoints: tuple[str, ...]
+    # Rough time until the images queued ahead are rendered (None without render history).
+    ahead_seconds: int | None = None
+
+    @property
+    def ready_seconds(self) -> int | None:
+        """Rough time until this batch would be rendered: what is queued ahead, then itself."""
+        if self.estimate_seconds is None:
+            return None
+        return self.estimate_seconds + (self.ahead_seconds or 0)
 
 
 def batch_preview(
@@ -88,6 +97,7 @@ def batch_preview(
         )
         estimate_seconds = round(total_ms / 1000)
     rule = token_rule_for(variant.base_checkpoint for variant in variants)
+    ahead = images_open_count()
     return BatchPreview(
         prompts=len(rows),
         images=images_per_variant * len(variants),
@@ -97,9 +107,33 @@ def batch_preview(
         rows_with_own_seeds=sum(1 for row in rows if row.seeds),
         estimate_seconds=estimate_seconds,
         estimate_borrowed=bool(known) and len(known) < len(medians),
-        queued_ahead=Image.objects.filter(status=Image.Status.QUEUED).count(),
+        queued_ahead=ahead,
         unchecked_checkpoints=rule.unchecked,
+        ahead_seconds=_ahead_seconds(ahead),
     )
+
+
+def images_open_count(*, before_batch: int | None = None) -> int:
+    """Images queued or running in open batches (of batches queued before `before_batch`)."""
+    images = Image.objects.filter(
+        status__in=[Image.Status.QUEUED, Image.Status.RUNNING],
+        prompt__batch__status__in=[PromptBatch.Status.QUEUED, PromptBatch.Status.RUNNING],
+    )
+    if before_batch is not None:
+        images = images.filter(prompt__batch_id__lt=before_batch)
+    return images.count()
+
+
+def _ahead_seconds(images: int) -> int | None:
+    """Rough render time of `images` images of any variant, from recent render times."""
+    if not images:
+        return 0
+    recent = list(
+        Image.objects.filter(status=Image.Status.DONE, render_ms__isnull=False)
+        .order_by("-finished_at")
+        .values_list("render_ms", flat=True)[:ESTIMATE_SAMPLE]
+    )
+    return round(images * statistics.median(recent) / 1000) if recent else None
 
 
 def _render_ms_median(*, variant: ModelVariant) -> float | None:
@@ -134,6 +168,8 @@ class BatchProgress:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    # Images of earlier open batches still queued or running: this batch's place in the queue.
+    images_ahead: int = 0
 
     @property
     def open(self) -> int:
@@ -193,7 +229,12 @@ def batch_progress(*, batch: PromptBatch, now: datetime | None = None) -> BatchP
         rate = _per_minute(stats["done_in_window"], span)
     elif first_started is not None and stats["last_finished"] is not None:
         rate = _per_minute(counts[Image.Status.DONE], stats["last_finished"] - first_started)
+    open_batch = batch.status in (PromptBatch.Status.QUEUED, PromptBatch.Status.RUNNING)
+    ahead = images_open_count(before_batch=batch.pk) if open_batch and open_images else 0
     eta = round(open_images / rate * 60) if rate and open_images else None
+    if eta is None and open_batch and open_images:
+        # Not started, or no pace yet: what is ahead and this batch, at recent render times.
+        eta = _ahead_seconds(ahead + open_images)
     variants = batch.variants.order_by("role", "name").values_list("name", flat=True)
     return BatchProgress(
         batch_id=batch.pk,
@@ -213,6 +254,7 @@ def batch_progress(*, batch: PromptBatch, now: datetime | None = None) -> BatchP
         created_at=batch.created_at,
         started_at=first_started,
         finished_at=batch.finished_at,
+        images_ahead=ahead,
     )
 
 

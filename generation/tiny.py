@@ -219,6 +219,9 @@ def build_tiny_model(directory: Path | str, *, seed: int = 0) -> TinyModel:
             requires_safety_checker=False,
         )
         staged_base = staging / BASE_DIRNAME
+        from webapp.quiet import progress_bars_off
+
+        progress_bars_off()  # "Writing model shards" would print a bar into the demo's output
         pipe.save_pretrained(staged_base, safe_serialization=True)
         # Keep the plain BPE files next to tokenizer.json so older transformers can load them too.
         for name in ("vocab.json", "merges.txt"):

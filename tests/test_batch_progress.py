@@ -122,6 +122,38 @@ def test_a_batch_nobody_started_has_no_pace_and_no_eta(study, variants):
     assert progress.eta_seconds is None
 
 
+def test_a_new_batch_shows_its_place_in_the_queue_and_an_estimate_from_render_times(
+    admin_client, study, variants
+):
+    first = _batch(study, variants)  # 8 images, none started
+    second = _batch(study, variants, prompts=1)  # 4 images, queued after the first's
+    assert batch_progress(batch=second).images_ahead == 8
+    assert batch_progress(batch=second).eta_seconds is None  # no render history at all
+    # Two of the first batch's images were rendered, at 15 s each.
+    _set(_images(first)[:2], Image.Status.DONE, render_ms=15_000)
+    progress = batch_progress(batch=second)
+    assert progress.images_ahead == 6
+    assert progress.eta_seconds == (6 + 4) * 15  # what is ahead, then itself
+    assert batch_progress(batch=first).images_ahead == 0
+    page = admin_client.get(f"/batches/{second.pk}/").content.decode()
+    assert "6 images of earlier batches are queued ahead of this one." in page
+    assert admin_client.get(f"/api/v1/batches/{second.pk}/").json()["images_ahead"] == 6
+    # A cancelled batch ahead holds nothing up.
+    admin_client.post(f"/batches/{first.pk}/cancel/")
+    assert batch_progress(batch=second).images_ahead == 0
+
+
+def test_a_cancelled_batch_shows_what_was_rendered_and_what_was_cancelled(
+    admin_client, study, variants
+):
+    batch = _batch(study, variants)
+    _set(_images(batch)[:3], Image.Status.DONE)
+    admin_client.post(f"/batches/{batch.pk}/cancel/")
+    page = admin_client.get(f"/batches/{batch.pk}/").content.decode()
+    assert "Cancelled:</strong> 3 images rendered, 5 cancelled before rendering." in page
+    assert "% finished" not in page
+
+
 def test_cancel_turns_queued_images_into_cancelled_and_leaves_done_and_running_alone(
     admin_client, study, variants
 ):

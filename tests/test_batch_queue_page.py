@@ -213,6 +213,32 @@ def test_the_estimate_comes_from_the_median_render_time_of_recent_images(
     assert _text_of(page, "preview-estimate") == "about 15 min"
 
 
+def test_the_estimate_counts_the_images_queued_ahead(admin_client, study, variants, pair_factory):
+    pair_factory()
+    # Done images rendered in 30 s each (the median of recent renders).
+    Image.objects.update(render_ms=30_000)
+    # An open batch with 104 images waiting (queued or running) ahead of the new one.
+    ahead = PromptBatch.objects.create(study=study, seeds_per_prompt=52)
+    prompt = Prompt.objects.create(
+        batch=ahead, text="a plate of idli", cohort=Cohort.objects.get(path="india")
+    )
+    Image.objects.bulk_create(
+        Image(
+            prompt=prompt, variant=variant, seed=seed, status="running" if seed == 0 else "queued"
+        )
+        for seed in range(52)
+        for variant in variants
+    )
+    pasted = "a hanok,korea,architecture\n"
+
+    _, page = _preview(admin_client, _form(study, variants, seeds_per_prompt=2, pasted_rows=pasted))
+
+    # Its own 4 images take 2 min; the 104 ahead take 52 min first: 54 min until it is done.
+    assert _text_of(page, "preview-estimate") == "about 2 min"
+    assert _text_of(page, "preview-ahead") == "104 images"
+    assert _text_of(page, "preview-ready") == "about 54 min"
+
+
 def test_the_confirm_step_checks_the_input_again(admin_client, study, variants):
     preview_url, _ = _preview(
         admin_client, _form(study, variants, pasted_rows="a hanok,korea,architecture\n")

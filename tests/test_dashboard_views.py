@@ -13,6 +13,7 @@ import redis
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import include, path, reverse
+from django.utils import timezone
 
 import ratings.urls
 from generation.models import ModelVariant, Prompt, PromptBatch
@@ -179,6 +180,11 @@ def _text(markup: str) -> str:
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", markup)).strip())
 
 
+def _line(markup: str) -> str:
+    """The words of one line, as read: no space before a comma or full stop."""
+    return re.sub(r"\s+([.,])", r"\1", _text(markup))
+
+
 def _section(page: str, cohort_path: str) -> str:
     match = re.search(
         rf'<section class="cohort[^"]*"[^>]*data-cohort="{re.escape(cohort_path)}">(.*?)</section>',
@@ -295,7 +301,8 @@ def test_top_level_shows_cultures_with_labels_counts_and_statistics(scored, rese
     response = _client(researcher).get(URL)
     assert response.status_code == 200
     page = response.content.decode()
-    assert _sections_order(page) == ["india", "korea", "nigeria"]  # sub-cultures on drill-down
+    # Sub-cultures on drill-down; Nigeria, below k, collapses into one line.
+    assert _sections_order(page) == ["india", "korea"]
     assert "14 Mar 2025, 09:26 UTC" in page and "412 votes" in page and "vote 9031" in page
     assert "sd-base" in page and "sd-culture-lora" in page
 
@@ -329,19 +336,18 @@ def test_top_level_shows_cultures_with_labels_counts_and_statistics(scored, rese
     assert '<span class="badge badge-split">split</span>' in _section(page, "india")
 
 
-def test_rows_below_k_show_no_counts_bars_or_statistics(scored, researcher):
+def test_cohorts_below_k_collapse_into_one_line_with_no_counts_bars_or_statistics(
+    scored, researcher
+):
     page = _client(researcher).get(URL).content.decode()
-    nigeria = _section(page, "nigeria")
-    rows = _rows(nigeria)
-    assert set(rows) == {"alignment", "representation", "stereotype", "offensiveness"}
-    for label, cells in rows.values():
-        assert label == "insufficient"
-        assert cells == ["fewer than 5 raters"]
-    assert "fewer than 5 raters" in _text(nigeria.split("<figure")[0])  # no rater total either
-    for count in ("13", "21"):  # nigeria's b count and its votes appear nowhere in its section
-        assert not re.search(rf"\b{count}\b", _text(nigeria))
-    assert 'class="seg ' not in nigeria  # the chart draws no bar for it
-    assert "stereotype: insufficient, fewer than 5 raters" in nigeria
+    assert "nigeria" not in _sections_order(page)
+    (line,) = re.findall(
+        r'<p class="collapsed-cohorts" data-hidden="nigeria">(.*?)</p>', page, re.S
+    )
+    assert _line(line) == "Not shown here (1): Nigeria (fewer than 5 raters)."
+    # Nigeria's counts (b 13, votes 21) and chart appear nowhere on the page.
+    assert 'aria-label="Nigeria' not in page
+    assert not re.search(r"\b21 votes\b", _text(page))
 
 
 def test_every_chart_is_an_image_with_a_name_beside_a_table(scored, researcher):
@@ -358,7 +364,7 @@ def test_every_chart_is_an_image_with_a_name_beside_a_table(scored, researcher):
 
 def test_drill_down_shows_the_culture_then_its_subcultures_with_breadcrumbs(scored, researcher):
     page = _client(researcher).get(URL + "?cohort=india").content.decode()
-    assert _sections_order(page) == ["india", "india:kerala", "india:tamil"]
+    assert _sections_order(page) == ["india", "india:tamil"]  # Kerala is below k
     assert "Subcultures and periods of India" in page
     crumbs = re.search(r'<nav class="crumbs"[^>]*>(.*?)</nav>', page, re.S).group(1)
     assert f'<a href="{URL}">Test study</a>' in crumbs
@@ -367,9 +373,7 @@ def test_drill_down_shows_the_culture_then_its_subcultures_with_breadcrumbs(scor
     tamil = _rows(_section(page, "india:tamil"))
     assert tamil["representation"][0] == "consensus"
     assert tamil["representation"][1][:4] == ["70 (88%)", "4 (5%)", "6 (8%)", "1"]
-    kerala = _rows(_section(page, "india:kerala"))
-    assert {label for label, _ in kerala.values()} == {"insufficient"}
-    assert {tuple(cells) for _, cells in kerala.values()} == {("fewer than 5 raters",)}
+    assert "Not shown here (1): Kerala (fewer than 5 raters)." in _line(page)
 
     # The top level links into India (which has sub-cultures), not into Korea (which has none).
     top = _client(researcher).get(URL).content.decode()
@@ -389,6 +393,60 @@ def test_drill_down_hides_a_sibling_that_would_give_a_small_cohort_away(scored, 
         ["hidden so that a smaller cohort's counts cannot be derived"],
     )
     assert tamil["representation"][1][0] == "70 (88%)"  # other criteria stand as they were
+
+
+def _summary(page: str) -> tuple[list[str], dict[str, list[str]], str]:
+    """The summary matrix: its column headings, cohort path -> labels, and the collapsed line."""
+    block = re.search(r'<section id="summary".*?</section>', page, re.S).group(0)
+    headings = [_text(h) for h in re.findall(r"<th scope=\"col\"[^>]*>(.*?)</th>", block, re.S)]
+    rows = {
+        path: [_text(cell) for cell in re.findall(r"<td>(.*?)</td>", body, re.S)]
+        for path, body in re.findall(r'<tr data-cohort="([^"]+)">(.*?)</tr>', block, re.S)
+    }
+    collapsed = re.search(r'<p class="collapsed-cohorts"[^>]*>(.*?)</p>', block, re.S)
+    return headings, rows, _line(collapsed.group(1)) if collapsed else ""
+
+
+def test_the_page_opens_with_a_matrix_of_cohorts_and_criteria_splits_first(scored, researcher):
+    page = _client(researcher).get(URL).content.decode()
+    assert page.index('id="summary"') < page.index('<section class="cohort')
+    headings, rows, collapsed = _summary(page)
+    assert headings == [
+        "Cohort", "Matches prompt", "Represents culture", "More stereotypical", "More offensive"
+    ]  # fmt: skip
+    assert len(set(headings)) == len(headings)
+    # Every level of the hierarchy; India (split on representation) first, then by label.
+    assert list(rows) == ["india", "india:tamil", "korea"]
+    assert rows["india"] == ["consensus", "split", "contested", "consensus"]
+    assert rows["korea"] == ["consensus"] * 4
+    # The cohorts below k: one line naming them, nothing else.
+    assert (
+        collapsed == "Not shown (2): Kerala (fewer than 5 raters), Nigeria (fewer than 5 raters)."
+    )
+    # Each heading defines itself on hover with the question the raters answered.
+    assert '<abbr title="Which image is more stereotypical?">More stereotypical</abbr>' in page
+    # A subculture's row leads to its panel on its culture's page.
+    assert f'href="{URL}?cohort=india#cohort-india-tamil"' in page
+    # The drill-down pages show the panels, not the summary again.
+    assert 'id="summary"' not in _client(researcher).get(URL + "?cohort=india").content.decode()
+
+
+def test_the_summary_says_when_no_cohort_is_split(scored, researcher):
+    Score.objects.filter(run=scored, heterogeneity_p__lt=0.01).update(heterogeneity_p=0.5)
+    page = _client(researcher).get(URL).content.decode()
+    assert "No cohort is split on any criterion." in page
+    _, rows, _ = _summary(page)
+    assert "split" not in {label for labels in rows.values() for label in labels}
+
+
+def test_every_score_column_has_a_unique_name_and_a_definition(scored, researcher):
+    page = _client(researcher).get(URL).content.decode()
+    table = re.search(r'<table class="data scores">.*?</thead>', page, re.S).group(0)
+    headings = [_text(h) for h in re.findall(r"<th scope=\"col\"[^>]*>(.*?)</th>", table, re.S)]
+    assert len(set(headings)) == len(headings), headings
+    legend = re.search(r'<details class="legend-help">.*?</details>', page, re.S).group(0)
+    for name in ("nDFU", "Agreement", "Heterogeneity p", "GAI (q)", "Alpha", "Share of b"):
+        assert f"<dt>{name}</dt>" in legend
 
 
 def test_unknown_or_foreign_cohorts_are_not_found(scored, researcher):
@@ -500,9 +558,11 @@ def test_a_running_recompute_is_shown_with_its_start(scored, researcher, study):
         permutations=1000,
         bootstrap=1000,
     )
-    page = _text(_client(researcher).get(URL).content.decode())
-    assert "Recomputing … started at 14 Mar 2025, 11:31:00 UTC" in page
+    markup = _client(researcher).get(URL).content.decode()
+    page = _text(markup)
+    assert "Recomputing … running since 14 Mar 2025, 11:31:00 UTC" in page
     assert "412 votes" in page  # the latest finished scores stay on the page meanwhile
+    assert '<meta http-equiv="refresh" content="3">' in markup  # until the run lands
 
 
 def _queued_tasks(broker: redis.Redis) -> list[tuple[str, str]]:
@@ -540,6 +600,15 @@ def test_recompute_now_enqueues_the_task_and_comes_back(scored, researcher, stud
     assert (
         client.get(reverse("ratings:dashboard_recompute", args=["test-study"])).status_code == 405
     )
+    # Until a run starts, the page says the recompute is queued and looks again by itself.
+    page = client.get(URL).content.decode()
+    assert "Recompute queued" in _text(page)
+    assert '<meta http-equiv="refresh" content="3">' in page
+    # Once a run has started after the request, it is no longer queued; once it is done, the
+    # page stops looking again.
+    _run(study, started_at=timezone.now(), computed_at=timezone.now())
+    page = client.get(URL).content.decode()
+    assert "Recompute queued" not in page and 'http-equiv="refresh"' not in page
 
 
 # Export links: the URL names come from the exports; the page lives with or without them.

@@ -37,7 +37,9 @@ def demo_study(settings, tiny_model, django_capture_on_commit_callbacks) -> Stud
     """Run the demo's setup on the tiny model and render two of its prompts."""
     settings.POLYPHONY_TINY_MODEL_DIR = tiny_model.base.parent
     with django_capture_on_commit_callbacks(execute=False):
-        call_command("demo_setup", "--seeds", "1", "--steps", "2", stdout=io.StringIO())
+        call_command(
+            "demo_setup", "--seeds", "1", "--steps", "2", "--no-showcase", stdout=io.StringIO()
+        )
     study = Study.objects.get(slug="demo")
     for prompt in Prompt.objects.filter(batch__study=study).order_by("pk")[:2]:
         render_prompt(prompt.pk)

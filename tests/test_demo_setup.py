@@ -14,7 +14,7 @@ def test_demo_setup_creates_study_people_model_and_batch_and_reuses_them(
 ):
     settings.POLYPHONY_TINY_MODEL_DIR = tmp_path / "tiny"
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        call_command("demo_setup", seeds=1)
+        call_command("demo_setup", seeds=1, no_showcase=True)
     study = Study.objects.get(slug="demo")
     assert study.criteria.count() == 4
     assert "india:tamil" in set(study.cohorts.values_list("path", flat=True))
@@ -26,9 +26,16 @@ def test_demo_setup_creates_study_people_model_and_batch_and_reuses_them(
     researcher = authenticate(username="researcher", password="polyphony-research")
     assert researcher.has_perm("ratings.export_study")
     assert authenticate(username="admin", password="polyphony-admin").is_superuser
+    # Settings a person trying the demo will not trip, and whose votes the scores show.
+    assert (study.min_cohort_size, study.min_seconds_per_pair, study.max_failed_checks) == (
+        1,
+        0.5,
+        20,
+    )
+    assert set(ModelVariant.objects.values_list("width", "steps")) == {(64, 8)}
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        call_command("demo_setup", seeds=1)
+        call_command("demo_setup", seeds=1, no_showcase=True)
     assert PromptBatch.objects.count() == 1
     assert callbacks == []
     assert Study.objects.count() == 1

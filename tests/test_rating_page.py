@@ -171,6 +171,33 @@ def test_no_work_left_says_so_and_claims_no_completion(study, pair_factory, rate
     assert Participation.objects.get(study=study, rater=rater_korea).completed_at is None
 
 
+def test_no_work_page_counts_the_pairs_being_made_and_looks_again_by_itself(
+    study, variants, rater_korea
+):
+    from generation.models import Image, Prompt, PromptBatch
+    from ratings.models import Cohort
+
+    client = client_for(rater_korea)
+    page = client.get(RATE).content.decode()
+    assert "No pairs left for you" in page
+    assert "being made" not in page and 'http-equiv="refresh"' not in page
+
+    batch = PromptBatch.objects.create(study=study, seeds_per_prompt=2)
+    prompt = Prompt.objects.create(
+        batch=batch, text="a street", cohort=Cohort.objects.get(path="korea"), category="x"
+    )
+    for seed, status in ((1, "queued"), (2, "running")):
+        for variant in variants:
+            Image.objects.create(prompt=prompt, variant=variant, seed=seed, status=status)
+    page = client.get(RATE).content.decode()
+    assert "2 pairs are being made right now" in page
+    assert '<meta http-equiv="refresh" content="10">' in page
+
+    # A cancelled batch makes nothing more.
+    PromptBatch.objects.filter(pk=batch.pk).update(status="cancelled")
+    assert "being made" not in client.get(RATE).content.decode()
+
+
 def test_prefetch_links_point_at_the_next_assignments_images(study, pair_factory, rater_india):
     _no_checks(study)
     pairs = {pair.pk: pair for pair in (pair_factory() for _ in range(2))}

@@ -78,3 +78,22 @@ def test_the_home_page_links_a_researcher_to_the_results_of_granted_studies_only
     client.force_login(outsider)
     page = client.get(reverse("ratings:home")).content.decode()
     assert reverse("ratings:dashboard", args=[study.slug]) not in page
+
+
+def test_the_home_page_lists_each_study_once_per_role(study, researcher, outsider):
+    """A researcher finds a granted study under its results, not again as one to rate."""
+    other = type(study).objects.create(name="Other study", slug="other")
+    client = Client()
+    client.force_login(researcher)
+    page = client.get(reverse("ratings:home")).content.decode()
+    assert page.count(">Test study</a>") == 1
+    assert reverse("ratings:start", args=[study.slug]) not in page
+    assert reverse("ratings:dashboard", args=[study.slug]) in page
+    # A study the researcher is not granted is still there to rate.
+    assert reverse("ratings:start", args=[other.slug]) in page
+    # Anyone else is offered both studies to rate, and no results.
+    client.force_login(outsider)
+    page = client.get(reverse("ratings:home")).content.decode()
+    assert reverse("ratings:start", args=[study.slug]) in page
+    assert reverse("ratings:start", args=[other.slug]) in page
+    assert "Results of your studies" not in page

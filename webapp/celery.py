@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from celery import Celery
+from celery.exceptions import SecurityWarning
 from celery.signals import worker_init
 
 from webapp.bootstrap import environment_prepare
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+# Celery warns when a worker runs as root (as in a container). Safe to silence here: the
+# workers accept JSON messages only (Celery's default accept_content), never pickle, which is
+# what the warning is about.
+warnings.filterwarnings("ignore", category=SecurityWarning)
 
 app = Celery("webapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from webapp import quiet
 from webapp.env import EnvReader
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -274,6 +275,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL") or "INFO"},
+    # Known, harmless messages of dependencies are dropped (webapp/quiet.py says why each is).
+    **quiet.logging_filters(),
 }
 
 POLYPHONY_SETTINGS_ERRORS = list(env.errors)

@@ -9,7 +9,7 @@ from ratings import urls as ratings_urls
 from ratings.entry import views as entry_views
 from ratings.entry.forms import SignInForm
 from ratings.exports import urls as exports_urls
-from webapp.views import healthz, media
+from webapp.views import favicon, healthz, media
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -35,3 +35,4 @@ urlpatterns = [
 
 # A trivial view: liveness for a load balancer, and the ceiling bench/votes.py measures against.
 urlpatterns += [path("healthz", healthz, name="healthz")]
+urlpatterns += [path("favicon.ico", favicon, name="favicon")]

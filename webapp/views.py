@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.views.static import serve
 
 # Request headers that would make an answer depend on the file's time or content hash.
@@ -46,3 +46,10 @@ def media(request: HttpRequest, path: str) -> HttpResponse:
 def healthz(request: HttpRequest) -> HttpResponse:
     """Answer "ok" with no database or session work: for load balancers and the benchmark."""
     return HttpResponse("ok", content_type="text/plain")
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page says: send them to the SVG icon."""
+    from django.templatetags.static import static
+
+    return HttpResponsePermanentRedirect(static("favicon.svg"))

@@ -78,9 +78,10 @@ def _study_of_next(next_url: str) -> Study | None:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    studies = Study.objects.filter(active=True)
-    # Researchers see the results of the studies they were granted (active or not).
+    # Researchers see the results of the studies they were granted (active or not), and each
+    # study once: under its results, not again among the studies to rate.
     researched = studies_for_researcher(user=request.user)
+    studies = Study.objects.filter(active=True).exclude(pk__in=researched.values("pk"))
     return render(request, "ratings/home.html", {"studies": studies, "researched": researched})
 
 

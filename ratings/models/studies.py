@@ -95,6 +95,9 @@ class Study(models.Model):
         default=1000, help_text="Rater-cluster bootstrap resamples for intervals."
     )
     active = models.BooleanField(default=True)
+    # When a researcher last pressed "Recompute now": the dashboard says "recompute queued"
+    # until a score run starts after it.
+    scores_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Exported rater ids are HMACs under this salt, so they differ between studies and cannot
     # be reversed to a user id.
     pseudonym_salt = models.CharField(max_length=64, default=_new_salt, editable=False)

@@ -99,6 +99,15 @@ class CohortSection:
     def anchor(self) -> str:
         return "cohort-" + self.path.replace(":", "-")
 
+    @property
+    def collapsed(self) -> bool:
+        """Nothing of it may be shown (every row hidden by k): one line, not a panel."""
+        return (
+            not self.shown
+            and not self.is_focus
+            and all(not row.shown for panel in self.panels for row in panel.rows)
+        )
+
 
 @dataclass(frozen=True)
 class CoherenceRow:
@@ -180,6 +189,11 @@ class Dashboard:
     @property
     def k(self) -> int:
         return self.thresholds.k
+
+    @property
+    def hidden_sections(self) -> tuple[CohortSection, ...]:
+        """The cohorts hidden by k on this page, shown as one line rather than a panel each."""
+        return tuple(section for section in self.sections if section.collapsed)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from ratings.access import research_allowed, studies_for_researcher
 from ratings.models import Score, Study
 from ratings.results.dashboard import CohortNotInStudy, dashboard_for_study, studies_with_latest_run
+from ratings.results.dashboard_summary import recompute_queued_since, summary_for_run
 from ratings.results.faction_panel import ScoreWithoutFactions, faction_panel
 from ratings.results.tasks import scores_compute_task
 
@@ -102,12 +103,22 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
     except CohortNotInStudy as exc:
         raise Http404("This study has no such cohort.") from exc
     exports = _export_links(study)
+    summary = (
+        summary_for_run(study=study, run=board.run, thresholds=board.thresholds)
+        if cohort_path is None
+        else None
+    )
+    queued_at = recompute_queued_since(study=study)
     return render(
         request,
         "ratings/dashboard.html",
         {
             "study": study,
             "board": board,
+            "summary": summary,
+            "recompute_queued_at": queued_at,
+            # The page looks again by itself while a recompute is queued or running.
+            "refresh_seconds": 3 if queued_at or board.running else None,
             "exports": exports,
             "fallback_export": None if exports else _votes_csv_link(study),
         },
@@ -119,8 +130,10 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
 def dashboard_recompute(request: HttpRequest, slug: str) -> HttpResponseRedirect:
     """Enqueue a recompute of the study's scores and go back to the dashboard."""
     study = _research_study(request, slug)
+    now = timezone.now()
+    Study.objects.filter(pk=study.pk).update(scores_requested_at=now)
     scores_compute_task.delay(study.pk)
-    asked_at = timezone.now().strftime("%H:%M:%S")
+    asked_at = now.strftime("%H:%M:%S")
     messages.success(
         request,
         f"Recomputing the scores, asked at {asked_at} UTC. This page shows the new scores when "

@@ -102,3 +102,20 @@ def rating_payload(*, state: RatingState, following: RatingNext, redirect_to: st
         prefetch=context["prefetch_urls"],
     )
     return payload
+
+
+def pairs_being_made(*, study) -> int:
+    """How many pairs of the study are still being rendered: prompt and seed combinations of
+    its open batches with an image queued or running."""
+    from generation.models import Image, PromptBatch
+
+    return (
+        Image.objects.filter(
+            prompt__batch__study_id=study.pk,
+            prompt__batch__status__in=[PromptBatch.Status.QUEUED, PromptBatch.Status.RUNNING],
+            status__in=[Image.Status.QUEUED, Image.Status.RUNNING],
+        )
+        .values("prompt_id", "seed")
+        .distinct()
+        .count()
+    )

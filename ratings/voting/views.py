@@ -123,7 +123,13 @@ def rate(request: HttpRequest, slug: str) -> HttpResponse:
         if following.done:
             return redirect("ratings:complete", slug=slug)
         return render(
-            request, "ratings/no_work.html", {"study": state.study, "progress": following.progress}
+            request,
+            "ratings/no_work.html",
+            {
+                "study": state.study,
+                "progress": following.progress,
+                "rendering": selectors.pairs_being_made(study=state.study),
+            },
         )
     context = selectors.rating_page_context(state=state, following=following)
     return render(request, "ratings/rate.html", {"study": state.study, **context})

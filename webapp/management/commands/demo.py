@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand
 from webapp.management.commands.demo_setup import DEMO_PEOPLE
 
 # How long a child gets to stop after SIGTERM before it is killed: a render in progress is not
-# waited for (its image goes back to the queue when the stuck-image check finds it).
+# waited for (its images go back to the queue when the demo starts again).
 STOP_GRACE_SECONDS = 2.0
 
 
@@ -35,6 +35,7 @@ class Command(BaseCommand):
         var = Path(settings.VAR_DIR)
         call_command("migrate", interactive=False, verbosity=0)
         call_command("demo_setup", stdout=self.stdout)
+        self._requeue_interrupted_renders()
         celery = str(Path(sys.executable).parent / "celery")
         environ = {**os.environ, "PYTHONUNBUFFERED": "1"}
         commands = {
@@ -91,6 +92,25 @@ class Command(BaseCommand):
                     self.stderr.write(f"The {name} exited ({child.returncode}); stopping.")
                     stop()
             time.sleep(0.5)
+
+    def _requeue_interrupted_renders(self) -> None:
+        """Return to the queue the images a stopped demo left running.
+
+        No worker runs yet (this process starts the only ones), so every running image was
+        interrupted: requeue them now rather than after the stuck-image check's hour. The
+        filesystem broker keeps no unacknowledged message to redeliver.
+        """
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from generation.services import images_requeue_stuck
+
+        # The stuck-image check takes back images started before now - (time limit + 60 s).
+        horizon = timezone.now() + timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 61)
+        requeued = images_requeue_stuck(now=horizon)
+        if requeued:
+            self.stdout.write(f"Returned {requeued} interrupted images to the render queue.")
 
     def _wait_for_port(self, host: str, port: int, server: subprocess.Popen) -> bool:
         while server.poll() is None:

@@ -1,4 +1,5 @@
-"""Set up the demo: tiny model, variants, cohorts, a study, three people and a queued batch."""
+"""Set up the demo: tiny model, variants, cohorts, the live study, three people, a queued batch
+and the showcase study, whose simulated votes are scored here (`webapp.showcase`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from ratings import studies
 from ratings.access import study_grant
 from ratings.entry import services as entry_services
 from ratings.models import Study
+from webapp import showcase
 
 DEMO_PROMPTS = Path(__file__).resolve().parents[3] / "generation" / "data" / "demo_prompts.csv"
 DEMO_COHORTS = {
@@ -44,6 +46,17 @@ CONSENT = (
     "Your votes are stored with the cultures you choose, under a pseudonym. Nothing else about "
     "you is published."
 )
+# The live study's settings are for one person trying it: a real study keeps the defaults
+# (k = 5, 3 s per pair, flagged after more than one failed check). Here the person's own votes
+# must show in the scores (k = 1), rating briskly with the keyboard must not flag them, and a
+# recompute must land within seconds on two cores (fewer resamples).
+DEMO_STUDY_SETTINGS = {
+    "min_cohort_size": 1,
+    "min_seconds_per_pair": 0.5,
+    "max_failed_checks": 20,
+    "score_permutations": 200,
+    "score_bootstrap": 200,
+}
 
 
 class Command(BaseCommand):
@@ -51,12 +64,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--seeds", type=int, default=2, help="seeds per demo prompt")
+        # The tiny model's weights are random, so more steps or pixels show nothing more: small
+        # and few steps make a pair in well under a second on two cores.
         parser.add_argument(
-            "--steps", type=int, default=20, help="denoising steps of the demo variants"
+            "--steps", type=int, default=8, help="denoising steps of the demo variants"
         )
-        parser.add_argument("--size", type=int, default=128, help="image width and height")
+        parser.add_argument("--size", type=int, default=64, help="image width and height")
+        parser.add_argument("--no-showcase", action="store_true", help="skip the showcase study")
 
-    def handle(self, *args, seeds: int, steps: int, size: int, **options) -> None:
+    def handle(
+        self, *args, seeds: int, steps: int, size: int, no_showcase: bool = False, **options
+    ) -> None:
         model_dir = Path(settings.POLYPHONY_TINY_MODEL_DIR)
         call_command("make_tiny_model", str(model_dir), stdout=self.stdout)
         with transaction.atomic():
@@ -78,13 +96,29 @@ class Command(BaseCommand):
             self.stdout.write(f"Queued demo batch {batch.pk} ({len(rows)} prompts).")
         else:
             self.stdout.write("The demo study already has a batch; reusing it.")
-        self.stdout.write("Sign in at http://127.0.0.1:8000/ as:")
-        for username, (password, role) in DEMO_PEOPLE.items():
-            self.stdout.write(f"  {role:<10} user {username!r:<14} password {password!r}")
+        if not no_showcase and not showcase.showcase_exists():
+            self._showcase(variants)
+        elif not no_showcase and not showcase.showcase_scored():
+            self.stderr.write(
+                "The showcase study was left half-built by an interrupted setup; "
+                "`make clean-demo` and `make demo` build it again."
+            )
+
+    def _showcase(self, variants: list[ModelVariant]) -> None:
+        from generation.pipeline import Renderer
+
+        self.stdout.write("Building the showcase study (simulated raters, scored now)...")
+        renderer = Renderer(device=settings.POLYPHONY_RENDER_DEVICE or None)
+        study = showcase.showcase_build(variants=variants, renderer=renderer)
+        for user in get_user_model().objects.filter(username="researcher"):
+            study_grant(study=study, user=user)
+        self.stdout.write(f"Showcase study ready: {study.votes.count()} simulated votes scored.")
 
     def _study(self) -> tuple[Study, bool]:
         existing = Study.objects.filter(slug="demo").first()
         if existing:
+            # A demo set up by an older version gets the demo's settings too.
+            Study.objects.filter(pk=existing.pk).update(**DEMO_STUDY_SETTINGS)
             return existing, False
         for path, name in DEMO_COHORTS.items():
             studies.cohort_ensure(path=path, name=name)
@@ -95,6 +129,7 @@ class Command(BaseCommand):
             consent_text=CONSENT,
             cohort_paths=list(DEMO_COHORTS),
             raters_per_pair=3,
+            **DEMO_STUDY_SETTINGS,
         )
         return study, True
 
