@@ -148,7 +148,9 @@ def test_a_refused_vote_is_answered_in_json_with_its_reason(
     assert not Vote.objects.exists()
 
 
-def test_the_same_vote_posted_twice_in_json_stores_one_row_and_goes_on(study, pair_factory, rater_india):
+def test_the_same_vote_posted_twice_in_json_stores_one_row_and_goes_on(
+    study, pair_factory, rater_india
+):
     _study(study)
     pair_factory()
     pair_factory()

@@ -229,10 +229,17 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("POLYPHONY_WORKER_MAX_TASKS_PER_CHIL
 POLYPHONY_BROKER_VISIBILITY_TIMEOUT = env.int(
     "POLYPHONY_BROKER_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1
 )
+# Render leases: a worker renews its claim every third of POLYPHONY_RENDER_LEASE_SECONDS;
+# beat's requeue (every POLYPHONY_STUCK_CHECK_SECONDS, on the default queue) sends an image
+# whose lease lapsed back to the queue, so a render whose worker died, however, restarts
+# within lease + check (150 s by default). A queued image whose message was sent more than
+# POLYPHONY_REQUEUE_QUEUED_SECONDS ago, with no render message waiting, is sent again.
+POLYPHONY_RENDER_LEASE_SECONDS = env.int("POLYPHONY_RENDER_LEASE_SECONDS", 120, minimum=3)
+POLYPHONY_REQUEUE_QUEUED_SECONDS = env.int("POLYPHONY_REQUEUE_QUEUED_SECONDS", 120, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-images": {
         "task": "generation.tasks.requeue_stuck_images",
-        "schedule": env.int("POLYPHONY_STUCK_CHECK_SECONDS", 300, minimum=1),
+        "schedule": env.int("POLYPHONY_STUCK_CHECK_SECONDS", 30, minimum=1),
     },
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
