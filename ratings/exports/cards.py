@@ -192,6 +192,15 @@ def dataset_card(*, study: Study, table: str) -> str:
         lines += _votes_sections(study, table, votes_release(study=study))
     else:
         lines += _scores_sections(study, table, score_tables(study=study))
+    lines += [
+        "",
+        "## Formula cells",
+        "",
+        "In the CSV file, a text value that begins with `=`, `+`, `-`, `@`, a tab or a carriage "
+        "return is written with a leading apostrophe (`'`), as OWASP advises against CSV "
+        "injection, so a spreadsheet shows it as text instead of running it. Remove that one "
+        "apostrophe to get the value as stored; JSON Lines and Parquet carry values unchanged.",
+    ]
     lines += ["", "## Columns", "", "| column | type | meaning |", "| --- | --- | --- |"]
     for column in export_columns(study=study, table=table):
         lines.append(f"| `{column.name}` | {column.kind} | {_cell(column.meaning)} |")
