@@ -83,6 +83,8 @@ def study(db) -> Study:
         consent_text="You may stop at any time.",
         cohort_paths=list(TEST_COHORTS),
         raters_per_pair=3,
+        # Signed-in users join it from its link (closed studies: tests/test_front_door.py).
+        open_to_signups=True,
     )
 
 

@@ -255,9 +255,10 @@ else:
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes a missing or bad credential a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -273,6 +274,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webapp.schema.document_refusals",
+    ],
 }
 
 # Polyphony's own settings.
@@ -340,6 +345,16 @@ CONTENT_SECURITY_POLICY = {
         "form-action": [SELF, *env.list("CSP_FORM_ACTION", [])],
     }
 }
+
+# New panel raters (a panel id never seen) per client address per hour, and per study per
+# minute; 0 turns a limit off. Counted in the cache: set CACHE_URL (Redis) so that every
+# process counts together.
+POLYPHONY_PANEL_NEW_RATERS_PER_ADDRESS_PER_HOUR = env.int(
+    "POLYPHONY_PANEL_NEW_RATERS_PER_ADDRESS_PER_HOUR", 10, minimum=0
+)
+POLYPHONY_PANEL_NEW_RATERS_PER_STUDY_PER_MINUTE = env.int(
+    "POLYPHONY_PANEL_NEW_RATERS_PER_STUDY_PER_MINUTE", 60, minimum=0
+)
 
 # Request bodies larger than this are refused (413) before anything reads them.
 POLYPHONY_MAX_REQUEST_BYTES = env.int("POLYPHONY_MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1)

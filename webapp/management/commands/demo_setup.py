@@ -95,6 +95,8 @@ class Command(BaseCommand):
             consent_text=CONSENT,
             cohort_paths=list(DEMO_COHORTS),
             raters_per_pair=3,
+            # The demo invites anyone who signs up to rate.
+            open_to_signups=True,
         )
         return study, True
 
