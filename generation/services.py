@@ -132,6 +132,7 @@ def images_requeue_stuck(*, now: datetime | None = None) -> int:
         .order_by("prompt_id", "seed")
     )
     requeued: dict[int, tuple[Prompt, set[int]]] = {}
+    running_again = 0
     for image in stuck:
         released = (
             Image.objects.filter(
@@ -141,8 +142,8 @@ def images_requeue_stuck(*, now: datetime | None = None) -> int:
             .update(status=Image.Status.QUEUED, claimed_by="", worker="", lease_until=None)
         )
         if released:
+            running_again += 1
             requeued.setdefault(image.prompt_id, (image.prompt, set()))[1].add(image.seed)
-    running_again = sum(len(seeds) for _, seeds in requeued.values())
     unsent = now - timedelta(seconds=settings.POLYPHONY_REQUEUE_QUEUED_SECONDS)
     orphans = (
         Image.objects.filter(status=Image.Status.QUEUED)

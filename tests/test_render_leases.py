@@ -93,10 +93,10 @@ class SlowRenderer:
     def render(self, spec, prompt, seeds):
         deadline = time.monotonic() + self.seconds
         while time.monotonic() < deadline:
-            leases = Image.objects.filter(pk__in=self.image_ids).values_list(
-                "lease_until", flat=True
-            )
-            self.leases.append(max(leases))
+            leases = Image.objects.filter(
+                pk__in=self.image_ids, status=Image.Status.RUNNING
+            ).values_list("lease_until", flat=True)
+            self.leases.append(min(leases))
             time.sleep(0.5)
         return self.renderer.render(spec, prompt, seeds)
 
@@ -110,8 +110,9 @@ def test_the_worker_renews_its_lease_while_it_renders(study, variants, renderer,
     ids = list(prompt.images.values_list("id", flat=True))
     slow = SlowRenderer(renderer, seconds=4.5, image_ids=ids)
     assert prompt_render(prompt_id=prompt.pk, renderer=slow, claim="task-1") == 2
-    # Renewed while the first call ran longer than the lease: never lapsed before the end.
+    # Renewed while each call ran longer than the lease: it never lapsed.
     assert slow.leases[-1] > slow.leases[0]
+    assert all(later >= earlier for earlier, later in zip(slow.leases, slow.leases[1:]))
     assert set(prompt.images.values_list("status", "lease_until")) == {("done", None)}
 
 
