@@ -72,16 +72,25 @@ def _children(pid: int) -> list[int]:
     return [int(child) for child in text.split()]
 
 
-def _pg_start() -> str:
-    from webapp.embedded_postgres import start
+def _pg(action: str) -> str:
+    # In a process of its own: pgserver keeps a started server per process and would not
+    # start one it has seen stop.
+    done = subprocess.run(
+        [sys.executable, "-m", "webapp.embedded_postgres", action, str(PG_DIR)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=action == "start",
+    )
+    return done.stdout.strip()
 
-    return start(PG_DIR).rsplit("/", 1)[0]
+
+def _pg_start() -> str:
+    return _pg("start").rsplit("/", 1)[0]
 
 
 def _pg_stop() -> None:
-    from webapp.embedded_postgres import stop
-
-    stop(PG_DIR)
+    _pg("stop")
 
 
 # Votes.
@@ -167,7 +176,7 @@ def votes_bench(args) -> dict:
 
     from ratings.models import Assignment, Vote
 
-    study, batch, base, tuned = votes_bench_module._study_make(raters_per_pair=50, quota=10**6)
+    study, batch, base, tuned = votes_bench_module._study_make(raters_per_pair=50)
     votes_bench_module._pairs_load(study, batch, base, tuned, first=0, count=4000, votes=(0, 0))
     raters = votes_bench_module._raters_make(study, "fault-", args.raters)
     sessions = votes_bench_module._sessions_make(raters)
