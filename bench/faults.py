@@ -349,13 +349,10 @@ def renders_bench(args) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="polyphony-faults-render-"))
     media = work / "media"
-    port = _free_port()
-    _redis_start(port, work)
-    broker = f"redis://127.0.0.1:{port}/0"
+    port = args.redis_port
     timing = {
         "POLYPHONY_RENDER_LEASE_SECONDS": args.lease,
         "POLYPHONY_REQUEUE_QUEUED_SECONDS": args.requeue_queued,
-        "CELERY_BROKER_URL": broker,
     }
     env = {
         **os.environ,
@@ -393,10 +390,7 @@ def renders_bench(args) -> dict:
             )
             for n in range(args.prompts)
         ]
-        with override_settings(CELERY_BROKER_URL=broker, **timing):
-            from webapp.celery import app
-
-            app.conf.broker_url = broker
+        with override_settings(**timing):
             batch = batch_queue(study=study, rows=rows, variants=variants, rng=random.Random(0))
         images = Image.objects.filter(prompt__batch=batch)
         started = time.monotonic()
@@ -463,7 +457,6 @@ def renders_bench(args) -> dict:
                     worker.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     os.killpg(worker.pid, signal.SIGKILL)
-        _redis_stop(port)
 
     text = logs.read_text()
     rendered = {int(pk) for pk in re.findall(r"Rendered image (\d+)\b", text)}
@@ -522,9 +515,13 @@ def main() -> None:
     parser.add_argument("--skip-renders", action="store_true")
     args = parser.parse_args()
 
-    # A PostgreSQL of the bench's own, which it restarts; stopped at the end.
+    # A PostgreSQL and a Redis (no persistence) of the bench's own, which it restarts; both
+    # stopped at the end.
     os.environ["DATABASE_URL"] = f"{_pg_start()}/polyphony_faults"
-    os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/11")
+    args.redis_port = _free_port()
+    redis_dir = Path(tempfile.mkdtemp(prefix="polyphony-faults-redis-"))
+    _redis_start(args.redis_port, redis_dir)
+    os.environ["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{args.redis_port}/0"
     os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
     os.environ.setdefault("SESSION_COOKIE_SECURE", "false")
     os.environ.setdefault("CSRF_COOKIE_SECURE", "false")
@@ -548,7 +545,9 @@ def main() -> None:
             result["renders"] = renders_bench(args)
     finally:
         _pg_stop()
-    print(json.dumps(result, indent=2, default=str))
+        _redis_stop(args.redis_port)
+        shutil.rmtree(redis_dir, ignore_errors=True)
+        print(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":

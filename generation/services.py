@@ -133,6 +133,7 @@ def images_requeue_stuck(*, now: datetime | None = None) -> int:
     )
     requeued: dict[int, tuple[Prompt, set[int]]] = {}
     running_again = 0
+    released_ids: list[int] = []
     for image in stuck:
         released = (
             Image.objects.filter(
@@ -143,11 +144,13 @@ def images_requeue_stuck(*, now: datetime | None = None) -> int:
         )
         if released:
             running_again += 1
+            released_ids.append(image.pk)
             requeued.setdefault(image.prompt_id, (image.prompt, set()))[1].add(image.seed)
     unsent = now - timedelta(seconds=settings.POLYPHONY_REQUEUE_QUEUED_SECONDS)
     orphans = (
         Image.objects.filter(status=Image.Status.QUEUED)
         .filter(Q(enqueued_at__lt=unsent) | Q(enqueued_at__isnull=True, queued_at__lt=unsent))
+        .exclude(pk__in=released_ids)
         .select_related("prompt")
         .order_by("prompt_id", "seed")
     )
