@@ -8,21 +8,20 @@ with the next pair as JSON, and resends the same answers after a 503 or a broken
 with growing waits. Meanwhile gunicorn workers are SIGKILLed (gunicorn starts new ones) and the
 PostgreSQL server is stopped and started. Counted: votes acknowledged (answered 200), stored,
 lost (acknowledged, not stored), doubled (two votes of a rater on a pair, or a vote and a skip
-on one assignment), server errors (5xx other than 503), and the seconds from the database
-being back to the first vote served.
+on one assignment), server errors (5xx other than 503), and the seconds from the database being
+back to the first vote served.
 
-Renders: a Redis of the bench's own (no persistence) and real Celery workers (`gpu` queue, two
-pool children) render a batch with the tiny model while a pool child is SIGKILLed, then a
-worker's main process with its children, then Redis is restarted empty (the messages of the
-queued images are lost). The requeue runs every --check seconds, as beat runs it. Counted:
-images done, rendered twice (stored by two renders), stuck (not done at the end), the seconds
-from each fault to every image it hit being done, and the files (each named by the SHA-256 of
-its bytes, none empty, none an orphan). The leases are short here (--lease, --check,
---requeue-queued) to bound the run; recovery takes lease + check at most, so the defaults
-(120 s + 30 s) recover within 150 s.
+Renders: a Redis of the bench's own (no persistence) and real Celery workers (`gpu` queue, one
+pool child each, as the README runs them) render a batch with the tiny model while a pool child
+is SIGKILLed, then a worker's main process with its children, then Redis is restarted empty
+(the messages of the queued images are lost). The requeue runs every --check seconds, as beat
+runs it. Counted: images done, rendered twice (stored by two renders), stuck (not done at the
+end), the seconds from each fault to every image it hit being done, and the files (each named
+by the SHA-256 of its bytes, none empty, none an orphan). The leases are short here (--lease,
+--check, --requeue-queued) to bound the run; recovery takes lease + check at most, so the
+defaults (120 s + 30 s) recover within 150 s.
 
-Everything it starts (PostgreSQL, Redis, gunicorn, workers) it stops, also on failure.
-"""
+Everything it starts (PostgreSQL, Redis, gunicorn, workers) it stops, also on failure."""
 
 from __future__ import annotations
 
@@ -308,7 +307,7 @@ def _redis_stop(port: int) -> None:
         redis.Redis(port=port).shutdown(nosave=True)
 
 
-def _worker_start(env: dict, log_path: Path, name: str) -> subprocess.Popen:
+def _worker_start(env: dict, log_path: Path, name: str, concurrency: int = 1) -> subprocess.Popen:
     command = [
         str(Path(sys.executable).parent / "celery"),
         "-A",
@@ -317,7 +316,7 @@ def _worker_start(env: dict, log_path: Path, name: str) -> subprocess.Popen:
         "-Q",
         "gpu",
         "-c",
-        "2",
+        str(concurrency),
         "--prefetch-multiplier",
         "1",
         "--loglevel",
@@ -506,7 +505,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40, help="length of the votes run")
     parser.add_argument("--raters", type=int, default=12)
     parser.add_argument("--prompts", type=int, default=6, help="prompts (x2 seeds x2 variants)")
-    parser.add_argument("--steps", type=int, default=30, help="denoising steps (render time)")
+    parser.add_argument("--steps", type=int, default=12, help="denoising steps (render time)")
     parser.add_argument("--lease", type=int, default=10)
     parser.add_argument("--check", type=int, default=5)
     parser.add_argument("--requeue-queued", type=int, default=15)
