@@ -57,6 +57,7 @@ environment_defaults(
     ALLOWED_HOSTS="127.0.0.1,localhost",
     SESSION_COOKIE_SECURE="false",
     CSRF_COOKIE_SECURE="false",
+    SECURE_SSL_REDIRECT="false",
 )
 
 SLUG = "bench-votes"

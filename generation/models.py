@@ -185,6 +185,12 @@ class Image(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     # The id of the task holding the claim: a redelivered task (same id) may take it back.
     claimed_by = models.CharField(max_length=100, blank=True)
+    # The claim's lease: the rendering worker renews it; one that lapsed (its worker died,
+    # whatever killed it) sends the image back to the queue.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # When a render message for it was last sent: a queued image whose message was lost (a
+    # broker restarted without persistence) is sent again past POLYPHONY_REQUEUE_QUEUED_SECONDS.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

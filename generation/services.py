@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from generation.batch_files import PromptRow
@@ -116,28 +117,64 @@ def _seeds_draw(count: int, rng: random.Random) -> list[int]:
 
 
 def images_requeue_stuck(*, now: datetime | None = None) -> int:
-    """Return images left running past the hard time limit (their worker died) to the queue."""
+    """Send images whose render stalled back to the queue; return how many were sent.
+
+    Two ways an image stalls, whatever caused it:
+    - running, with a lapsed lease: its worker stopped renewing it (killed, pre-empted, its
+      main process SIGKILLed with the message unacknowledged). It is queued again, its claim
+      cleared, and a new message sent; the claim's holder, if it ever wakes, stores nothing.
+      A claim from before leases existed counts as lapsed past the hard time limit + 60 s.
+    - queued, its last message sent more than POLYPHONY_REQUEUE_QUEUED_SECONDS ago, while the
+      broker holds no waiting render message (or cannot tell): the message was lost (a broker
+      restarted without persistence). A new message is sent; were the old one alive after
+      all, the conditional claim renders the image once.
+    """
+    from generation.broker import render_messages_waiting
+
     now = now or timezone.now()
-    limit = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    legacy_limit = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    lapsed = Q(lease_until__lt=now) | Q(lease_until__isnull=True, started_at__lt=legacy_limit)
     stuck = list(
-        Image.objects.filter(status=Image.Status.RUNNING, started_at__lt=limit)
+        Image.objects.filter(lapsed, status=Image.Status.RUNNING)
         .select_related("prompt")
         .order_by("prompt_id", "seed")
     )
-    requeued: dict[int, tuple[Prompt, list[int]]] = {}
+    requeued: dict[int, tuple[Prompt, set[int]]] = {}
+    running_again = 0
+    released_ids: list[int] = []
     for image in stuck:
-        released = Image.objects.filter(
-            pk=image.pk, status=Image.Status.RUNNING, started_at=image.started_at
-        ).update(status=Image.Status.QUEUED, claimed_by="", worker="")
+        released = (
+            Image.objects.filter(
+                pk=image.pk, status=Image.Status.RUNNING, claimed_by=image.claimed_by
+            )
+            .filter(lapsed)
+            .update(status=Image.Status.QUEUED, claimed_by="", worker="", lease_until=None)
+        )
         if released:
-            requeued.setdefault(image.prompt_id, (image.prompt, []))[1].append(image.seed)
+            running_again += 1
+            released_ids.append(image.pk)
+            requeued.setdefault(image.prompt_id, (image.prompt, set()))[1].add(image.seed)
+    unsent = now - timedelta(seconds=settings.POLYPHONY_REQUEUE_QUEUED_SECONDS)
+    orphans = (
+        Image.objects.filter(status=Image.Status.QUEUED)
+        .filter(Q(enqueued_at__lt=unsent) | Q(enqueued_at__isnull=True, queued_at__lt=unsent))
+        .exclude(pk__in=released_ids)
+        .select_related("prompt")
+        .order_by("prompt_id", "seed")
+    )
+    resent = 0
+    if orphans.exists() and not render_messages_waiting():
+        for image in orphans:
+            requeued.setdefault(image.prompt_id, (image.prompt, set()))[1].add(image.seed)
+            resent += 1
     with transaction.atomic():
         for prompt, seeds in requeued.values():
-            render_tasks_enqueue(prompt=prompt, seeds=seeds)
-    count = sum(len(seeds) for _, seeds in requeued.values())
-    if count:
-        logger.warning("Returned %d stuck images to the queue", count)
-    return count
+            render_tasks_enqueue(prompt=prompt, seeds=sorted(seeds))
+    if running_again:
+        logger.warning("Returned %d images with lapsed render leases to the queue", running_again)
+    if resent:
+        logger.warning("Sent %d queued images whose render message was lost again", resent)
+    return running_again + resent
 
 
 # Batch control: cancel and retry.

@@ -113,7 +113,36 @@
     focusFirstQuestion();
   }
 
-  // Post a form with fetch and show what comes back; on anything unexpected, post it the
+  // While the server is briefly away (503, or no answer at all) a vote is sent again, with
+  // growing waits: the server stores a vote once, and answers a resend of the same answers
+  // with the next pair. The rater is told that it is retrying.
+  var MAX_TRIES = 8;
+  var retryText = {
+    en: "Connection problem: trying again to send your answers…",
+    es: "Problema de conexión: volvemos a intentar enviar sus respuestas…",
+  };
+  var statusLine = null;
+
+  function retryStatus(text) {
+    if (!statusLine) {
+      statusLine = document.createElement("p");
+      statusLine.className = "retry-status";
+      statusLine.setAttribute("role", "status");
+      statusLine.setAttribute("aria-live", "polite");
+      form.parentNode.insertBefore(statusLine, form);
+    }
+    statusLine.textContent = text;
+    statusLine.hidden = !text;
+  }
+
+  function retryDelay(tries, response) {
+    var after = response ? parseInt(response.headers.get("Retry-After") || "", 10) : NaN;
+    var backoff = Math.min(30, Math.pow(2, tries - 1));
+    var seconds = isNaN(after) ? backoff : Math.max(after, backoff);
+    return seconds * 1000 * (0.75 + Math.random() * 0.5);
+  }
+
+  // Post a form with fetch and show what comes back; on anything else unexpected, post it the
   // ordinary way, so the server's own page (a refusal, the next pair) is what the rater sees.
   function post(target, button) {
     if (busy) {
@@ -122,33 +151,62 @@
     busy = true;
     button.disabled = true;
     var body = new FormData(target);
+    var tries = 0;
     function fallBack() {
+      retryStatus("");
       target.submit();
     }
-    window
-      .fetch(target.action, {
-        method: "POST",
-        body: body,
-        credentials: "same-origin",
-        headers: { Accept: "application/json" },
-      })
-      .then(function (response) {
-        var type = response.headers.get("Content-Type") || "";
-        if (!response.ok || type.indexOf("application/json") !== 0) {
-          throw new Error("not a next pair");
-        }
-        return response.json();
-      })
-      .then(function (next) {
-        if (next.redirect) {
-          window.location.assign(next.redirect);
-          return;
-        }
-        show(next);
-        busy = false;
-        button.disabled = false;
-      })
-      .catch(fallBack);
+    function retryLater(response) {
+      if (tries >= MAX_TRIES) {
+        fallBack();
+        return;
+      }
+      var lang = (document.documentElement.lang || "en").slice(0, 2);
+      retryStatus(retryText[lang] || retryText.en);
+      window.setTimeout(attempt, retryDelay(tries, response));
+    }
+    function attempt() {
+      tries += 1;
+      window
+        .fetch(target.action, {
+          method: "POST",
+          body: body,
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+        })
+        .then(
+          function (response) {
+            if (response.status === 503) {
+              retryLater(response);
+              return null;
+            }
+            var type = response.headers.get("Content-Type") || "";
+            if (!response.ok || type.indexOf("application/json") !== 0) {
+              throw new Error("not a next pair");
+            }
+            return response.json();
+          },
+          function () {
+            retryLater(null); // no answer at all: the network or the server away
+            return null;
+          }
+        )
+        .then(function (next) {
+          if (!next) {
+            return;
+          }
+          retryStatus("");
+          if (next.redirect) {
+            window.location.assign(next.redirect);
+            return;
+          }
+          show(next);
+          busy = false;
+          button.disabled = false;
+        })
+        .catch(fallBack);
+    }
+    attempt();
   }
 
   var canFetch = typeof window.fetch === "function" && typeof window.FormData === "function";

@@ -86,6 +86,8 @@ def study(db) -> Study:
         # Checks come at random positions (ratings.assignment.checks): a test that wants them
         # sets a rate, so that no other test meets one by chance.
         attention_check_rate=0,
+        # Signed-in users join it from its link (closed studies: tests/test_front_door.py).
+        open_to_signups=True,
     )
 
 

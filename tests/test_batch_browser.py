@@ -36,7 +36,9 @@ def test_admin_queues_a_batch_and_its_progress_page_follows_the_workers(
     sent = []
     monkeypatch.setattr(render_prompt, "delay", lambda *args, **kwargs: sent.append(args))
     User.objects.create_superuser("ada", "ada@example.org", "a long password 123")
-    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    # Playwright's wait_for_function evaluates its string in the page, which the
+    # Content-Security-Policy (no 'unsafe-eval') refuses; the page's own scripts run under it.
+    page = browser.new_page(viewport={"width": 1200, "height": 1000}, bypass_csp=True)
     try:
         page.goto(f"{live_server.url}/batches/queue/")
         page.fill("#id_username", "ada")

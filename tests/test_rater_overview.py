@@ -1,4 +1,4 @@
-"""The researchers' rater overview: right numbers, pseudonyms only, researchers and staff only."""
+"""The researchers' rater overview: right numbers, pseudonyms only, granted researchers only."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
+from ratings.access import study_grant
 from ratings.assignment.services import assignment_for_rater
 from ratings.exports.privacy import rater_pseudonym
 from ratings.models import Participation
@@ -107,8 +108,10 @@ def test_overview_shows_no_username_email_or_panel_id(
         assert secret not in page
 
 
-def test_staff_without_the_permission_may_see_the_overview(study, rater_india):
+def test_staff_without_a_grant_may_not_see_the_overview(study, rater_india):
     staff = User.objects.create_user(username="sam", password="x-sam", is_staff=True)
+    assert _client(staff).get(URL).status_code == 403
+    study_grant(study=study, user=staff)
     assert _client(staff).get(URL).status_code == 200
 
 

@@ -101,7 +101,9 @@ def test_rating_page_names_no_variant_seed_or_checkpoint(pair_factory, rater_ind
     assert pair.prompt.text in text
 
 
-def test_second_vote_on_the_same_pair_is_refused_with_409(pair_factory, rater_india):
+def test_a_resent_vote_goes_on_and_different_answers_are_refused_with_409(
+    pair_factory, rater_india
+):
     pair = pair_factory()
     client = client_for(rater_india)
     assignment = served_assignment_id(
@@ -109,9 +111,13 @@ def test_second_vote_on_the_same_pair_is_refused_with_409(pair_factory, rater_in
     )
     url = reverse("ratings:vote", args=[pair.study.slug])
     assert client.post(url, {"assignment": assignment, **ALL_ANSWERS}).status_code == 302
+    # The same answers again (the first answer was lost on its way): on to the next page.
     again = client.post(url, {"assignment": assignment, **ALL_ANSWERS})
-    assert again.status_code == 409
-    assert "already voted" in again.content.decode()
+    assert again.status_code == 302
+    other = {key: ("2" if value == "1" else "1") for key, value in ALL_ANSWERS.items()}
+    changed = client.post(url, {"assignment": assignment, **other})
+    assert changed.status_code == 409
+    assert "earlier vote on this pair is stored" in changed.content.decode()
     assert Vote.objects.filter(rater=rater_india).count() == 1
 
 

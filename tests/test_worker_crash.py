@@ -77,3 +77,53 @@ def test_image_is_rendered_exactly_once_after_its_worker_is_killed(study, varian
     assert max(images.values_list("attempts", flat=True)) == 2
     assert Pair.objects.filter(prompt__batch=batch).count() == 1
     assert second.poll() is None  # the restarted worker is healthy
+
+
+def test_a_worker_main_process_killed_mid_render_is_recovered_by_its_lease(
+    study, variants, worker_factory
+):
+    # The worker's whole process group (main and pool child) dies mid-render; the message
+    # stays unacknowledged in Redis for the visibility timeout (ten minutes here). The lapsed
+    # lease, not the broker, brings the images back: the requeue (beat's task, called here
+    # as beat would) sends them again and a second worker renders each once.
+    limits = {**CRASH_LIMITS, "POLYPHONY_BROKER_VISIBILITY_TIMEOUT": "600"}
+    lease = {"POLYPHONY_RENDER_LEASE_SECONDS": "6"}
+    ModelVariant.objects.filter(pk__in=[v.pk for v in variants]).update(steps=40)
+    first, first_log = worker_factory(**limits, **lease)
+    batch = batch_queue(
+        study=study,
+        rows=[PromptRow(1, "a masquerade dancer at a festival", "nigeria", "festivals", (78,))],
+        variants=variants,
+        rng=random.Random(3),
+    )
+    images = Image.objects.filter(prompt__batch=batch)
+    _wait(
+        lambda: images.filter(status=Image.Status.RUNNING).exists(),
+        timeout_s=120,
+        what="the worker to claim the images",
+        logs=[first_log],
+    )
+    time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=10)
+    assert images.filter(status=Image.Status.RUNNING).exists(), "killed too late to test"
+    killed_at = time.monotonic()
+
+    second, second_log = worker_factory(**limits, **lease)
+    from django.test import override_settings
+
+    from generation.services import images_requeue_stuck
+
+    def recovered() -> bool:
+        with override_settings(POLYPHONY_RENDER_LEASE_SECONDS=6):
+            images_requeue_stuck()
+        done = not images.exclude(status=Image.Status.DONE).exists()
+        return done and Pair.objects.filter(prompt__batch=batch).exists()
+
+    _wait(recovered, timeout_s=150, what="the lease to bring the images back", logs=[second_log])
+    assert time.monotonic() - killed_at < 150  # far inside the visibility timeout
+    logs = first_log.read_text() + second_log.read_text()
+    for image in images:
+        assert len(re.findall(rf"Rendered image {image.pk}\b", logs)) == 1
+    assert Pair.objects.filter(prompt__batch=batch).count() == 1
+    assert second.poll() is None

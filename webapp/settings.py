@@ -14,6 +14,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 from webapp import quiet
 from webapp.env import EnvReader
@@ -49,12 +50,17 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # Lockout after repeated failed sign-ins, on every login form (the site's and the admin's).
+    "axes",
+    "csp",
     "webapp",
     "ratings",
     "generation",
 ]
 
 MIDDLEWARE = [
+    # Bodies refused by their declared size before anything reads them (webapp/middleware.py).
+    "webapp.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files from gunicorn itself, compressed and cached forever under hashed names.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -65,6 +71,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # A database outage answers 503 with Retry-After, not a 500 page.
+    "webapp.middleware.DatabaseUnavailableMiddleware",
+    # Last, as django-axes asks: it turns a lockout into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -120,9 +131,29 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6's default; completion URLs are https
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes checks every authenticate() that carries a request (every login form does) and
+# locks a user name at one address out after POLYPHONY_LOGIN_FAILURE_LIMIT failures, for
+# POLYPHONY_LOGIN_COOLOFF_MINUTES; a success before that resets the count.
+AUTHENTICATION_BACKENDS = [
+    "webapp.auth_backends.LockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("POLYPHONY_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = env.int("POLYPHONY_LOGIN_COOLOFF_MINUTES", 30, minimum=1) / 60
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False
+# No log of successful sign-ins: it would keep every rater's address and browser.
+AXES_DISABLE_ACCESS_LOG = True
+# Behind a proxy: how many proxies append to X-Forwarded-For (0: the peer's address is used).
+POLYPHONY_PROXY_COUNT = env.int("POLYPHONY_PROXY_COUNT", 0, minimum=0)
+AXES_CLIENT_IP_CALLABLE = "webapp.client_ip.client_ip"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "ratings:home"
 LOGOUT_REDIRECT_URL = "login"
@@ -199,10 +230,17 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("POLYPHONY_WORKER_MAX_TASKS_PER_CHIL
 POLYPHONY_BROKER_VISIBILITY_TIMEOUT = env.int(
     "POLYPHONY_BROKER_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1
 )
+# Render leases: a worker renews its claim every third of POLYPHONY_RENDER_LEASE_SECONDS;
+# beat's requeue (every POLYPHONY_STUCK_CHECK_SECONDS, on the default queue) sends an image
+# whose lease lapsed back to the queue, so a render whose worker died, however, restarts
+# within lease + check (150 s by default). A queued image whose message was sent more than
+# POLYPHONY_REQUEUE_QUEUED_SECONDS ago, with no render message waiting, is sent again.
+POLYPHONY_RENDER_LEASE_SECONDS = env.int("POLYPHONY_RENDER_LEASE_SECONDS", 120, minimum=3)
+POLYPHONY_REQUEUE_QUEUED_SECONDS = env.int("POLYPHONY_REQUEUE_QUEUED_SECONDS", 120, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-images": {
         "task": "generation.tasks.requeue_stuck_images",
-        "schedule": env.int("POLYPHONY_STUCK_CHECK_SECONDS", 300, minimum=1),
+        "schedule": env.int("POLYPHONY_STUCK_CHECK_SECONDS", 30, minimum=1),
     },
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -218,9 +256,10 @@ else:
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes a missing or bad credential a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -236,6 +275,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webapp.schema.document_refusals",
+    ],
 }
 
 # Polyphony's own settings.
@@ -268,6 +311,58 @@ elif CACHE_URL:
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", True)
+
+# HTTPS, from the environment: a deployment behind a TLS-terminating proxy sets
+# SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto (the header its proxy sets, and strips from
+# clients); SECURE_SSL_REDIRECT and HSTS default on with DEBUG off.
+_proxy_header = env.str("SECURE_PROXY_SSL_HEADER")
+if _proxy_header:
+    SECURE_PROXY_SSL_HEADER = (
+        "HTTP_" + _proxy_header.upper().replace("-", "_"),
+        env.str("SECURE_PROXY_SSL_VALUE") or "https",
+    )
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", not DEBUG)
+# The health check answers over plain HTTP too, for a load balancer inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+
+# Content-Security-Policy (django-csp): scripts and styles from this server only, inline
+# scripts only with the response's nonce; images also from the media host (S3) when set.
+# (No base-uri: its name would put the word "base" in every rater's response headers, which
+# the blinding test forbids; with default-src 'self' and nonces a <base> tag gains little.)
+_media_origin = env.str("CSP_MEDIA_ORIGIN")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:", *([_media_origin] if _media_origin else [])],
+        "object-src": [NONE],
+        "frame-ancestors": [NONE],
+        # Panel completion URLs are followed by redirects after a form post.
+        "form-action": [SELF, *env.list("CSP_FORM_ACTION", [])],
+    }
+}
+
+# New panel raters (a panel id never seen) per client address per hour, and per study per
+# minute; 0 turns a limit off. Counted in the cache: set CACHE_URL (Redis) so that every
+# process counts together.
+POLYPHONY_PANEL_NEW_RATERS_PER_ADDRESS_PER_HOUR = env.int(
+    "POLYPHONY_PANEL_NEW_RATERS_PER_ADDRESS_PER_HOUR", 10, minimum=0
+)
+POLYPHONY_PANEL_NEW_RATERS_PER_STUDY_PER_MINUTE = env.int(
+    "POLYPHONY_PANEL_NEW_RATERS_PER_STUDY_PER_MINUTE", 60, minimum=0
+)
+
+# Request bodies larger than this are refused (413) before anything reads them.
+POLYPHONY_MAX_REQUEST_BYTES = env.int("POLYPHONY_MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = min(POLYPHONY_MAX_REQUEST_BYTES, 20 * 1024 * 1024)
+# What a 503 (the database unavailable) tells the client to wait before retrying.
+POLYPHONY_RETRY_AFTER_SECONDS = env.int("POLYPHONY_RETRY_AFTER_SECONDS", 2, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import combinations, product
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
@@ -40,14 +41,20 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 BATCH_OPEN = (PromptBatch.Status.QUEUED, PromptBatch.Status.RUNNING)
 
 
+def lease_expiry(now: datetime | None = None) -> datetime:
+    """When a claim taken or renewed now lapses unless renewed again."""
+    return (now or timezone.now()) + timedelta(seconds=settings.POLYPHONY_RENDER_LEASE_SECONDS)
+
+
 def images_claim(
     *, image_ids: Sequence[int], claim: str, worker: str = "", now: datetime | None = None
 ) -> list[int]:
     """Claim images for rendering; return the ids this caller won.
 
     The conditional update is the lock: a queued row is claimed once. A running row is taken
-    back only by the same claim (the same task id, redelivered after its worker died), so a
-    duplicate delivery of another task renders nothing twice.
+    back only by the same claim (the same task id, redelivered after its pool child died), so
+    a duplicate delivery of another task renders nothing twice. The claim carries a lease
+    (POLYPHONY_RENDER_LEASE_SECONDS) that the worker renews while it renders (RenderLease).
     """
     now = now or timezone.now()
     claimable = Q(status=Image.Status.QUEUED)
@@ -60,11 +67,55 @@ def images_claim(
             claimed_by=claim[:100],
             worker=worker[:200],
             started_at=now,
+            lease_until=lease_expiry(now),
             attempts=F("attempts") + 1,
         )
         if claimed == 1:
             won.append(image_id)
     return won
+
+
+def leases_renew(*, image_ids: Sequence[int], claim: str) -> int:
+    """Renew the lease of this claim's images still running; return how many were renewed."""
+    return Image.objects.filter(
+        pk__in=list(image_ids), status=Image.Status.RUNNING, claimed_by=claim[:100]
+    ).update(lease_until=lease_expiry())
+
+
+class RenderLease:
+    """Renew a claim's lease from a thread while the worker renders (a context manager).
+
+    Every third of the lease; a renewal that fails (the database away for a moment) is tried
+    again at the next beat. The thread has its own database connection and closes it.
+    """
+
+    def __init__(self, *, image_ids: Sequence[int], claim: str) -> None:
+        self.image_ids = list(image_ids)
+        self.claim = claim
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="render-lease", daemon=True)
+
+    def _run(self) -> None:
+        interval = max(0.5, settings.POLYPHONY_RENDER_LEASE_SECONDS / 3)
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    leases_renew(image_ids=self.image_ids, claim=self.claim)
+                except TRANSIENT_ERRORS:
+                    logger.warning("Could not renew the render lease of %s", self.claim)
+                    connection.close()
+        finally:
+            connection.close()
+
+    def __enter__(self) -> RenderLease:
+        if self.image_ids and self.claim:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
 
 
 def prompt_render(
@@ -98,20 +149,22 @@ def prompt_render(
         # In random order: nothing stored (a file, a row's times) may follow the variants' roles.
         order = list(by_variant.values())
         secrets.SystemRandom().shuffle(order)
-        for variant_images in order:
-            rendered += _variant_render(
-                images=variant_images,
-                prompt=prompt,
-                renderer=renderer,
-                batch_size=batch_size or settings.POLYPHONY_RENDER_BATCH_SIZE or None,
-            )
+        with RenderLease(image_ids=claimed, claim=claim):
+            for variant_images in order:
+                rendered += _variant_render(
+                    images=variant_images,
+                    prompt=prompt,
+                    renderer=renderer,
+                    claim=claim,
+                    batch_size=batch_size or settings.POLYPHONY_RENDER_BATCH_SIZE or None,
+                )
     pairs_form(prompt=prompt)
     batch_refresh_status(batch=prompt.batch)
     return rendered
 
 
 def _variant_render(
-    *, images: list[Image], prompt: Prompt, renderer: Renderer, batch_size: int | None
+    *, images: list[Image], prompt: Prompt, renderer: Renderer, claim: str, batch_size: int | None
 ) -> int:
     """Render one variant's claimed images, halving the batch whenever the device runs out."""
     from generation.pipeline import (
@@ -146,29 +199,40 @@ def _variant_render(
             if isinstance(exc, TRANSIENT_ERRORS):
                 raise  # the task retries; its claim lets it take these images back
             logger.exception("Rendering prompt %s with %s failed", prompt.pk, variant.name)
-            _images_fail(images=pending, error=f"{type(exc).__name__}: {exc}")
+            _images_fail(images=pending, claim=claim, error=f"{type(exc).__name__}: {exc}")
             return rendered
         per_image_ms = int((time.perf_counter() - started) * 1000 / len(group))
         for image, picture in zip(group, pictures, strict=True):
-            _image_store(
-                image=image, picture=picture, fingerprint=fingerprint, render_ms=per_image_ms
+            rendered += _image_store(
+                image=image,
+                picture=picture,
+                claim=claim,
+                fingerprint=fingerprint,
+                render_ms=per_image_ms,
             )
-        rendered += len(group)
         pending = pending[len(group) :]
     if variant.fingerprint != fingerprint:
         ModelVariant.objects.filter(pk=variant.pk).update(fingerprint=fingerprint)
     return rendered
 
 
-def _image_store(*, image: Image, picture, fingerprint: str, render_ms: int) -> None:
+def _image_store(*, image: Image, picture, claim: str, fingerprint: str, render_ms: int) -> int:
+    """Store a rendered image if this claim still holds it; return 1 if it did, else 0.
+
+    The files are named by their hash, so a render that lost its claim (its lease lapsed and
+    another worker took the image) writes the same names at most, and stores nothing.
+    """
     from generation.image_files import content_name, encode_png, encode_webp
 
     png = encode_png(picture)
     webp = encode_webp(picture)
     file_name = image_file_store(data=png, name=content_name(png, ".png"))
     preview_name = image_file_store(data=webp, name=content_name(webp, ".webp"))
-    stored = Image.objects.filter(pk=image.pk, status=Image.Status.RUNNING).update(
+    stored = Image.objects.filter(
+        pk=image.pk, status=Image.Status.RUNNING, claimed_by=claim[:100]
+    ).update(
         status=Image.Status.DONE,
+        lease_until=None,
         file=file_name,
         preview=preview_name,
         fingerprint=fingerprint,
@@ -178,11 +242,16 @@ def _image_store(*, image: Image, picture, fingerprint: str, render_ms: int) -> 
     )
     if stored:
         logger.info("Rendered image %s", image.pk)
+    else:
+        logger.warning("Image %s was rendered after its claim lapsed; not stored", image.pk)
+    return stored
 
 
-def _images_fail(*, images: Sequence[Image], error: str) -> None:
-    Image.objects.filter(pk__in=[i.pk for i in images], status=Image.Status.RUNNING).update(
-        status=Image.Status.FAILED, error=error[:2000], finished_at=timezone.now()
+def _images_fail(*, images: Sequence[Image], claim: str, error: str) -> None:
+    Image.objects.filter(
+        pk__in=[i.pk for i in images], status=Image.Status.RUNNING, claimed_by=claim[:100]
+    ).update(
+        status=Image.Status.FAILED, error=error[:2000], finished_at=timezone.now(), lease_until=None
     )
 
 

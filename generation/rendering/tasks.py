@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from generation.models import Image, Prompt
 from generation.rendering import services
@@ -57,6 +58,11 @@ def render_tasks_enqueue(*, prompt: Prompt, seeds: Sequence[int] | None = None) 
     ordered = sorted(set(seeds))
     size = settings.POLYPHONY_SEEDS_PER_TASK
     chunks = [ordered[start : start + size] for start in range(0, len(ordered), size)]
+    # When its message was sent: images whose message the broker lost are sent again (see
+    # generation.services.images_requeue_stuck).
+    Image.objects.filter(prompt=prompt, status=Image.Status.QUEUED, seed__in=ordered).update(
+        enqueued_at=timezone.now()
+    )
     for chunk in chunks:
         render_prompt.delay_on_commit(prompt.pk, chunk)
     return len(chunks)

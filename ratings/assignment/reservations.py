@@ -68,6 +68,7 @@ def assignment_instance(served: ServedPair, *, rater_id: int) -> Assignment:
         "expires_at": served.expires_at,
         "skipped_at": None,
         "skip_reason": "",
+        "voted_at": None,
     }
     names = [field.attname for field in Assignment._meta.concrete_fields]
     return Assignment.from_db(connection.alias, names, [values[name] for name in names])

@@ -4,12 +4,17 @@ cohorts chosen or proposed, the optional questions, and completion.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -43,6 +48,46 @@ def participation_ensure(*, study: Study, rater: Rater) -> Participation:
     """Return the rater's participation in the study, creating it on first use."""
     participation, _ = Participation.objects.get_or_create(study=study, rater=rater)
     return participation
+
+
+def _participation_new(*, study: Study, rater: Rater) -> tuple[Participation, bool]:
+    """Return the rater's participation, creating it unless the study's cap of raters is met.
+
+    The study's row is locked while its raters are counted, so two joins cannot both take
+    the last place.
+    """
+    existing = Participation.objects.filter(study=study, rater=rater).first()
+    if existing is not None:
+        return existing, False
+    with transaction.atomic():
+        if study.max_raters is not None:
+            Study.objects.select_for_update().filter(pk=study.pk).first()
+            if Participation.objects.filter(study=study).count() >= study.max_raters:
+                raise EntryRefused(
+                    gettext("This study has all the raters it needs. Thank you for your interest."),
+                    status=403,
+                )
+        return Participation.objects.get_or_create(study=study, rater=rater)
+
+
+def participation_join(*, study: Study, rater: Rater) -> Participation:
+    """Return the rater's participation; a new one only where the study is open to sign-ups.
+
+    Otherwise raters come by an invite (invite_redeem) or a panel link
+    (participation_from_panel). Raises EntryRefused.
+    """
+    existing = Participation.objects.filter(study=study, rater=rater).first()
+    if existing is not None:
+        return existing
+    if not study.open_to_signups:
+        raise EntryRefused(
+            gettext(
+                "This study takes raters by invitation or from its panel only. Use the link "
+                "you were given."
+            ),
+            status=403,
+        )
+    return _participation_new(study=study, rater=rater)[0]
 
 
 def participation_consent(*, study: Study, rater: Rater) -> Participation:
@@ -96,6 +141,59 @@ class EmailTaken(Exception):
     """An email address that already belongs to an account, whatever its letter case."""
 
 
+def panel_link_check(*, study: Study, panel_id: str, panel_study_id: str) -> None:
+    """Refuse a panel link for another panel study, or with a participant id of another form."""
+    if study.panel_study_id and panel_study_id != study.panel_study_id:
+        raise EntryRefused(
+            gettext(
+                "This link is not the study's link on your panel. Go back to the panel and "
+                "open the study from there again."
+            ),
+            status=400,
+        )
+    if study.panel_id_regex and not re.fullmatch(study.panel_id_regex, panel_id):
+        raise EntryRefused(
+            gettext(
+                "The link you followed lacks your panel id, or it is not one we can read. "
+                "Go back to the panel and open the study from there again."
+            ),
+            status=400,
+        )
+
+
+def _window_count(key: str, seconds: int) -> int:
+    """Count one more event under `key` in the current window of `seconds`; return the count."""
+    window = int(time.time() // seconds)
+    full_key = f"polyphony:entry:{key}:{seconds}:{window}"
+    cache.add(full_key, 0, timeout=seconds + 5)
+    try:
+        return cache.incr(full_key)
+    except ValueError:  # expired between add and incr
+        cache.add(full_key, 1, timeout=seconds + 5)
+        return 1
+
+
+def panel_rater_rate_check(*, study: Study, panel_id: str, address: str | None) -> None:
+    """Refuse a new panel rater past the limits per address and per study (429).
+
+    Only a panel id never seen counts: a rater coming back resumes whatever the limits. The
+    address is kept only as a hash in the cache, for the window.
+    """
+    if Rater.objects.filter(panel_id=panel_id).exists():
+        return
+    per_address = settings.POLYPHONY_PANEL_NEW_RATERS_PER_ADDRESS_PER_HOUR
+    per_study = settings.POLYPHONY_PANEL_NEW_RATERS_PER_STUDY_PER_MINUTE
+    digest = hashlib.sha256(f"{settings.SECRET_KEY}:{address}".encode()).hexdigest()[:32]
+    if per_address and _window_count(f"address:{digest}", 3600) > per_address:
+        raise EntryRefused(
+            gettext("Too many new participants from your network. Try again later."), status=429
+        )
+    if per_study and _window_count(f"study:{study.pk}", 60) > per_study:
+        raise EntryRefused(
+            gettext("Many people are joining right now. Try again in a minute."), status=429
+        )
+
+
 def rater_sign_up(*, email: str, password: str) -> Rater:
     """Create a user who signs in with their email address, and their rater profile.
 
@@ -136,9 +234,12 @@ def rater_from_panel(*, panel_id: str) -> Rater:
 def participation_from_panel(
     *, study: Study, panel_id: str, panel_study_id: str = "", panel_session_id: str = ""
 ) -> Participation:
-    """Return the panel rater's participation in the study, recording the panel's latest ids."""
+    """Return the panel rater's participation in the study, recording the panel's latest ids.
+
+    Raises EntryRefused when the study's cap of raters is met for a new one.
+    """
     rater = rater_from_panel(panel_id=panel_id)
-    participation = participation_ensure(study=study, rater=rater)
+    participation, _ = _participation_new(study=study, rater=rater)
     changes = {
         field: value
         for field, value in (
@@ -211,9 +312,7 @@ def invite_redeem(
     """
     now = now or timezone.now()
     with transaction.atomic():
-        participation, created = Participation.objects.get_or_create(
-            study=invite.study, rater=rater
-        )
+        participation, created = _participation_new(study=invite.study, rater=rater)
         if not created:
             return participation
         claimed = StudyInvite.objects.filter(

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("s/<slug:slug>/", views.study_start, name="start"),
     path("s/<slug:slug>/consent/", views.consent, name="consent"),
+    path("s/<slug:slug>/panel/", views.panel_switch, name="panel_switch"),
     path("s/<slug:slug>/cohorts/", views.cohorts, name="cohorts"),
     # Invite links, the optional questions, completion and stopping.
     path("i/<str:token>/", views.invite, name="invite"),

@@ -11,6 +11,7 @@ from urllib.parse import urlencode, urlsplit
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import Resolver404, resolve, reverse
@@ -23,6 +24,7 @@ from ratings.cohorts import cohort_path_ancestors
 from ratings.entry import selectors, services
 from ratings.entry.forms import CohortChoiceForm, DemographicsForm, PanelLinkForm, SignUpForm
 from ratings.models import CohortProposal, Participation, Study, StudyInvite
+from webapp.client_ip import client_ip
 
 # Raters who sign up or come from a panel sign in with Django's own model backend.
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
@@ -49,8 +51,12 @@ def _refused(
 
 
 def _participation(study: Study, request: HttpRequest) -> Participation:
+    """The rater's participation; a new one only where the study is open to sign-ups."""
     rater = services.rater_ensure(user=request.user)
-    return services.participation_ensure(study=study, rater=rater)
+    try:
+        return services.participation_join(study=study, rater=rater)
+    except services.EntryRefused as refusal:
+        raise PermissionDenied(refusal.reason) from refusal
 
 
 def _safe_next(request: HttpRequest) -> str:
@@ -124,6 +130,9 @@ def invite(request: HttpRequest, token: str) -> HttpResponse:
     return redirect("ratings:start", slug=study_invite.study.slug)
 
 
+PANEL_PENDING = "polyphony_panel_pending"
+
+
 def _panel_entry(request: HttpRequest, study: Study) -> HttpResponse:
     form = PanelLinkForm.from_query(request.GET, study=study)
     if not form.is_valid():
@@ -137,17 +146,64 @@ def _panel_entry(request: HttpRequest, study: Study) -> HttpResponse:
             status=400,
             study=study,
         )
-    participation = services.participation_from_panel(
-        study=study,
-        panel_id=form.cleaned_data["rater_id"],
-        panel_study_id=form.cleaned_data["study_id"],
-        panel_session_id=form.cleaned_data["session_id"],
-    )
+    ids = {
+        "panel_id": form.cleaned_data["rater_id"],
+        "panel_study_id": form.cleaned_data["study_id"],
+        "panel_session_id": form.cleaned_data["session_id"],
+    }
+    try:
+        services.panel_link_check(
+            study=study, panel_id=ids["panel_id"], panel_study_id=ids["panel_study_id"]
+        )
+    except services.EntryRefused as refusal:
+        return _refused(request, refusal.reason, status=refusal.status, study=study)
+    user = request.user
+    if (
+        user.is_authenticated
+        and getattr(getattr(user, "rater", None), "panel_id", None) != (ids["panel_id"])
+    ):
+        # Someone else is signed in here (a researcher, another rater): ask, never switch.
+        # The ids wait in the session, so the page shows none of them.
+        request.session[PANEL_PENDING] = {"study": study.slug, **ids}
+        return redirect("ratings:panel_switch", slug=study.slug)
+    return _panel_enter(request, study, ids)
+
+
+def _panel_enter(request: HttpRequest, study: Study, ids: dict) -> HttpResponse:
+    try:
+        services.panel_rater_rate_check(
+            study=study, panel_id=ids["panel_id"], address=client_ip(request)
+        )
+        participation = services.participation_from_panel(study=study, **ids)
+    except services.EntryRefused as refusal:
+        return _refused(request, refusal.reason, status=refusal.status, study=study)
     user = participation.rater.user
     if request.user.pk != user.pk:
         login(request, user, backend=MODEL_BACKEND)
     # Redirect to the bare study URL, so the panel id leaves the address bar and history.
     return redirect("ratings:start", slug=study.slug)
+
+
+@require_http_methods(["GET", "POST"])
+def panel_switch(request: HttpRequest, slug: str) -> HttpResponse:
+    """Ask someone signed in who opened a panel link whether to sign out and go on as the
+    panel's participant; only a POST that says so switches."""
+    study = active_study(slug)
+    pending = request.session.get(PANEL_PENDING)
+    if not pending or pending.get("study") != study.slug:
+        return redirect("ratings:start", slug=study.slug)
+    if request.method == "POST":
+        if request.POST.get("decision") != "switch":
+            del request.session[PANEL_PENDING]
+            return redirect("ratings:home")
+        ids = {key: pending[key] for key in ("panel_id", "panel_study_id", "panel_session_id")}
+        logout(request)
+        return _panel_enter(request, study, ids)
+    return render(
+        request,
+        "ratings/panel_switch.html",
+        {"study": study, "signed_in_as": request.user.get_username(), "hide_stop": True},
+    )
 
 
 def study_start(request: HttpRequest, slug: str) -> HttpResponse:
@@ -160,7 +216,10 @@ def study_start(request: HttpRequest, slug: str) -> HttpResponse:
         return _panel_entry(request, study)
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    participation = _participation(study, request)
+    try:
+        participation = _participation(study, request)
+    except PermissionDenied as refusal:
+        return _refused(request, str(refusal), status=403, study=study)
     rater = participation.rater
     if participation.consented_at is None:
         return redirect("ratings:consent", slug=study.slug)

@@ -207,6 +207,15 @@ def dataset_card(*, study: Study, table: str) -> str:
             "faction is fitted by a latent class model over raters, and `posterior` is the "
             "probability of the faction given the rater's answers.",
         ]
+    lines += [
+        "",
+        "## Formula cells",
+        "",
+        "In the CSV file, a text value that begins with `=`, `+`, `-`, `@`, a tab or a carriage "
+        "return is written with a leading apostrophe (`'`), as OWASP advises against CSV "
+        "injection, so a spreadsheet shows it as text instead of running it. Remove that one "
+        "apostrophe to get the value as stored; JSON Lines and Parquet carry values unchanged.",
+    ]
     lines += ["", "## Columns", "", "| column | type | meaning |", "| --- | --- | --- |"]
     for column in export_columns(study=study, table=table):
         lines.append(f"| `{column.name}` | {column.kind} | {_cell(column.meaning)} |")

@@ -102,7 +102,28 @@ class _Echo:
         return value
 
 
+# A cell a spreadsheet reads as a formula begins with one of these (OWASP, CSV injection);
+# every CSV export writes such a text cell with a leading apostrophe, which spreadsheets show
+# as text and hide. Imports of Polyphony's own CSV take the apostrophe off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS_SQL = "('=', '+', '-', '@', E'\\t', E'\\r')"
+
+
+def csv_text(value: str) -> str:
+    """Return a text cell as a CSV export writes it: a formula's start neutralised."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+def csv_text_read(value: str) -> str:
+    """Undo csv_text on a cell read back from a Polyphony CSV export."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
 def _csv_cell(value: object) -> object:
+    if isinstance(value, str):
+        return csv_text(value)
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -54,7 +54,8 @@ def export_votes_csv(request: HttpRequest, slug: str) -> StreamingHttpResponse:
 def rater_overview(request: HttpRequest, slug: str) -> HttpResponse:
     """List a study's raters under pseudonyms: votes, checks, time per pair, flag."""
     study = get_object_or_404(Study, slug=slug)
-    if not (request.user.is_staff or research_allowed(user=request.user, study=study)):
+    # A grant, as for the exports: staff status alone opens no study's raters.
+    if not research_allowed(user=request.user, study=study):
         raise PermissionDenied("The rater overview is for researchers of this study.")
     sort = request.GET.get("sort", "flagged")
     if sort not in raters.RATER_OVERVIEW_SORTS:

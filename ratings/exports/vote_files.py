@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ratings.cohorts import CohortPathError, cohort_path_normalize
+from ratings.exports.formats import csv_text_read
 from ratings.models import DEFAULT_CRITERIA, Choice, Rater
 
 REQUIRED_COLUMNS = (
@@ -163,7 +164,8 @@ def votes_file_parse(
                 RowError(first_line, f"{len(record)} fields, the header has {len(header)}")
             )
             continue
-        fields = dict(zip(header, record, strict=True))
+        # A Polyphony export neutralised formula cells with an apostrophe: take it off.
+        fields = dict(zip(header, map(csv_text_read, record), strict=True))
         if fields.get("attention_check", "").strip():
             # An attention check's answers test the rater; they are no votes on the survey.
             vote_file.checks_skipped += 1

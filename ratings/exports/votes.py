@@ -17,7 +17,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from generation.models import Image, ModelVariant, Prompt
-from ratings.exports.formats import Column, arrow_type, parquet_stream
+from ratings.exports.formats import FORMULA_STARTS_SQL, Column, arrow_type, parquet_stream
 from ratings.exports.privacy import cohort_labels_release, rater_pseudonym
 from ratings.models import Answer, Cohort, Criterion, Pair, Participation, Study, Vote
 
@@ -206,12 +206,21 @@ class VoteQuery:
     order_sql: str
     params: dict[str, Any] = field(default_factory=dict)
 
-    def select(self, *, typed: bool) -> str:
-        """Return the SELECT; `typed` keeps SQL types, else every value is CSV-ready text."""
+    def select(self, *, typed: bool, neutralise: bool = False) -> str:
+        """Return the SELECT; `typed` keeps SQL types, else every value is CSV-ready text.
+
+        `neutralise` prefixes a text value that a spreadsheet would read as a formula with an
+        apostrophe (see ratings.exports.formats.csv_text).
+        """
         parts = []
         for column in self.columns:
             expression = column.sql
-            if column.kind == "timestamp":
+            if neutralise and column.kind == "text":
+                expression = (
+                    f"(CASE WHEN left(({expression}), 1) IN {FORMULA_STARTS_SQL} "
+                    f"THEN '''' || ({expression}) ELSE ({expression}) END)"
+                )
+            elif column.kind == "timestamp":
                 expression = (
                     f"to_char(({expression}) AT TIME ZONE 'UTC', "
                     '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\')'
@@ -222,10 +231,15 @@ class VoteQuery:
             parts.append(f'{expression} AS "{column.name}"')
         return f"SELECT {', '.join(parts)} {self.from_sql} {self.order_sql}"
 
-    def copy_sql(self, *, header: bool = True) -> str:
-        """Return the `COPY ... TO STDOUT` whose output is the CSV export, byte for byte."""
+    def copy_sql(self, *, header: bool = True, neutralise: bool = False) -> str:
+        """Return the `COPY ... TO STDOUT` whose output is the CSV export, byte for byte.
+
+        The CSV export neutralises formula cells; the Parquet writer reads this CSV back and
+        keeps the values as they are.
+        """
         options = "FORMAT csv, HEADER true" if header else "FORMAT csv"
-        return f"COPY ({self.select(typed=False)}) TO STDOUT WITH ({options})"
+        select = self.select(typed=False, neutralise=neutralise)
+        return f"COPY ({select}) TO STDOUT WITH ({options})"
 
 
 def _vote_params(*, study: Study, release: VoteRelease) -> dict[str, Any]:
@@ -340,7 +354,7 @@ def export_snapshot() -> Iterator[None]:
 
 
 def _votes_csv(query: VoteQuery) -> Iterator[bytes]:
-    return _copy_out(query.copy_sql(), query.params)
+    return _copy_out(query.copy_sql(neutralise=True), query.params)
 
 
 def _votes_jsonl(query: VoteQuery) -> Iterator[bytes]:
@@ -396,7 +410,7 @@ def votes_copy_statement(*, study: Study, table: str = "votes_long") -> tuple[st
     """
     build = {"votes_long": votes_long_query, "votes_wide": votes_wide_query}[table]
     query = build(study=study)
-    return query.copy_sql(), query.params
+    return query.copy_sql(neutralise=True), query.params
 
 
 VOTE_WRITERS: dict[str, Callable[[VoteQuery], Iterator[bytes]]] = {

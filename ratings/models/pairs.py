@@ -93,9 +93,15 @@ class Assignment(models.Model):
     expires_at = models.DateTimeField()
     skipped_at = models.DateTimeField(null=True, blank=True)
     skip_reason = models.CharField(max_length=200, blank=True)
+    # When the rater voted on it: one outcome per assignment, a vote or a skip, never both.
+    voted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
+            models.CheckConstraint(
+                condition=Q(voted_at__isnull=True) | Q(skipped_at__isnull=True),
+                name="assignment_one_outcome",
+            ),
             # A repeat check serves the same pair again, so it is exempt.
             models.UniqueConstraint(
                 fields=["rater", "pair"],

@@ -45,6 +45,27 @@ class Study(models.Model):
     panel_rater_param = models.CharField(max_length=40, default="PROLIFIC_PID")
     panel_study_param = models.CharField(max_length=40, default="STUDY_ID")
     panel_session_param = models.CharField(max_length=40, default="SESSION_ID")
+    # The front door (issue 14): a panel link must carry this study id when it is set, and a
+    # participant id of this form; a new rater needs an invite, a panel link, or this open.
+    panel_study_id = models.CharField(
+        max_length=120,
+        blank=True,
+        help_text="The panel's id of this study; a panel link with another study id is refused.",
+    )
+    panel_id_regex = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The form of the panel's participant ids, as a regular expression matched "
+        "whole (Prolific: [0-9a-f]{24}); empty accepts letters, digits and . _ : @ -.",
+    )
+    open_to_signups = models.BooleanField(
+        default=False,
+        help_text="Anyone signed in may join from the study's link; otherwise raters come by "
+        "invite or panel link only.",
+    )
+    max_raters = models.PositiveIntegerField(
+        null=True, blank=True, help_text="No new raters past this many; empty: no cap."
+    )
     completion_code = models.CharField(max_length=80, blank=True)
     completion_url = models.URLField(
         max_length=500, blank=True, help_text="Where a rater who finished is sent, if anywhere."

@@ -13,6 +13,7 @@ the state themselves, for callers outside a request, and run the same code.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -74,48 +75,106 @@ SKIP_REASONS = ("cant_see", "unfamiliar", "other")
 SKIP_NOTE_MAX = 160
 
 
+class VoteAlreadyStored(VoteRefused):
+    """The rater's vote on this assignment is stored already; `served` is the assignment."""
+
+    def __init__(self, served: ServedPair) -> None:
+        super().__init__(gettext("You have already voted on this pair."), status=409)
+        self.served = served
+
+
+# C0 controls but tab, line feed and carriage return, and DEL: PostgreSQL refuses NUL in text,
+# and none of them belongs in what a rater writes.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _refuse_control_characters(*texts: str) -> None:
+    for text in texts:
+        if _CONTROL_CHARACTERS.search(text):
+            raise VoteRefused(gettext("Remove the control characters from what you wrote."))
+
+
+def _assignment_pk(assignment_id: object) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(assignment_id))
+    except ValueError as exc:
+        raise VoteRefused(gettext("This pair was not served to you."), status=404) from exc
+
+
+def _served_answered(state: RatingState, assignment_pk: uuid.UUID, *, skipping: bool) -> ServedPair:
+    """Read the assignment from the database; raise VoteRefused if it is answered or not theirs.
+
+    The truth after a vote or skip that lost a race, or an answer to a reservation that timed
+    out while the rater looked at it (still theirs to answer, if nobody answered it).
+    """
+    if state.rater_id is None:
+        raise VoteRefused(gettext("This pair was not served to you."), status=404)
+    t = db_tables()
+    row = sql_fetchone(
+        f"""SELECT {SERVED_COLUMNS}, new.skipped_at IS NOT NULL, new.voted_at IS NOT NULL
+            FROM {t["assignment"]} new {served_joins()}
+            WHERE new.id = %(id)s AND new.rater_id = %(rater)s AND pair.study_id = %(study)s""",
+        {"id": db_uuid(assignment_pk), "rater": state.rater_id, "study": state.study.pk},
+    )
+    if row is None:
+        raise VoteRefused(gettext("This pair was not served to you."), status=404)
+    *columns, skipped, voted = row
+    served = ServedPair.from_row(columns)
+    if voted:
+        raise VoteAlreadyStored(served)
+    if skipped:
+        message = "You skipped this pair already." if skipping else "You skipped this pair."
+        raise VoteRefused(gettext(message), status=409)
+    if not state.study.active:
+        raise VoteRefused(gettext("This study is closed."), status=409)
+    return served
+
+
 def _served_open(
     state: RatingState, assignment_id: object, *, skipping: bool = False
 ) -> ServedPair:
     """Return the open assignment the rater answers, or raise VoteRefused saying why not.
 
-    Usually one of the state's live reservations; one that timed out while the rater looked
-    at it is still theirs to answer, if nobody answered it.
+    Usually one of the state's live reservations, else read (see _served_answered). A vote
+    already stored raises VoteAlreadyStored.
     """
-    try:
-        assignment_pk = uuid.UUID(str(assignment_id))
-    except ValueError as exc:
-        raise VoteRefused(gettext("This pair was not served to you."), status=404) from exc
+    assignment_pk = _assignment_pk(assignment_id)
     served = next((served for served in state.open if served.pk == assignment_pk), None)
-    if served is None and state.rater_id is not None:
-        t = db_tables()
-        repeat = AssignmentKind.REPEAT_CHECK.value
-        row = sql_fetchone(
-            f"""SELECT {SERVED_COLUMNS}, new.skipped_at IS NOT NULL, EXISTS (
-                    SELECT 1 FROM {t["vote"]} v WHERE v.rater_id = new.rater_id
-                        AND v.pair_id = new.pair_id
-                        AND (CASE WHEN new.kind = '{repeat}' THEN v.kind = '{repeat}'
-                            ELSE v.kind <> '{repeat}' END))
-                FROM {t["assignment"]} new {served_joins()}
-                WHERE new.id = %(id)s AND new.rater_id = %(rater)s AND pair.study_id = %(study)s""",
-            {"id": db_uuid(assignment_pk), "rater": state.rater_id, "study": state.study.pk},
-        )
-        if row is None:
-            raise VoteRefused(gettext("This pair was not served to you."), status=404)
-        if not state.study.active:
-            raise VoteRefused(gettext("This study is closed."), status=409)
-        *columns, skipped, voted = row
-        if skipped:
-            message = "You skipped this pair already." if skipping else "You skipped this pair."
-            raise VoteRefused(gettext(message), status=409)
-        if voted:
-            raise VoteRefused(gettext("You have already voted on this pair."), status=409)
-        served = ServedPair.from_row(columns)
-    elif served is None:
-        raise VoteRefused(gettext("This pair was not served to you."), status=404)
+    if served is None:
+        served = _served_answered(state, assignment_pk, skipping=skipping)
     if not state.study.active:
         raise VoteRefused(gettext("This study is closed."), status=409)
     return served
+
+
+def _vote_resent(state: RatingState, served: ServedPair, answers: Mapping[str, str]) -> None:
+    """Accept a resend of the stored vote's answers; refuse different ones with the truth.
+
+    A rater whose vote was stored but whose answer was lost (the connection, the database
+    restarting before the next pair was reserved) sends the same answers again and goes on.
+    """
+    choices = _choices(state, served, answers)
+    t = db_tables()
+    repeat = AssignmentKind.REPEAT_CHECK.value
+    stored = dict(
+        sql_fetchall(
+            f"""SELECT c.key, ans.choice FROM {t["vote"]} v
+                JOIN {t["answer"]} ans ON ans.vote_id = v.id
+                JOIN {t["criterion"]} c ON c.id = ans.criterion_id
+                WHERE v.rater_id = %(rater)s AND v.pair_id = %(pair)s
+                    AND (CASE WHEN %(kind)s = '{repeat}' THEN v.kind = '{repeat}'
+                        ELSE v.kind <> '{repeat}' END)""",
+            {"rater": state.rater_id, "pair": served.pair_id, "kind": served.kind},
+        )
+    )
+    if stored != choices:
+        raise VoteRefused(
+            gettext(
+                "Your earlier vote on this pair is stored, with other answers; "
+                "a vote cannot be changed."
+            ),
+            status=409,
+        )
 
 
 def _choices(state: RatingState, served: ServedPair, answers: Mapping[str, str]) -> dict[str, str]:
@@ -227,6 +286,7 @@ def _vote_store(
         "too_fast": too_fast,
         "now": db_datetime(now),
         "upcoming": db_uuid(upcoming.pk) if upcoming else None,
+        "served": db_uuid(served.pk),
         "renewed": db_datetime(reservation_expiry(now)),
         "failed": int(failed),
         "passed": int(not failed and bool(check_passed)),
@@ -244,7 +304,8 @@ def _vote_store(
             VALUES {", ".join(answer_rows)}""",
         f"""UPDATE {t["assignment"]} SET
                 served_at = CASE WHEN id = %(upcoming)s THEN %(now)s ELSE served_at END,
-                expires_at = CASE WHEN id = %(upcoming)s THEN %(renewed)s ELSE %(now)s END
+                expires_at = CASE WHEN id = %(upcoming)s THEN %(renewed)s ELSE %(now)s END,
+                voted_at = CASE WHEN id = %(served)s THEN %(now)s ELSE voted_at END
             WHERE id IN {ended_in}""",
         f"""UPDATE {t["participation"]} SET
                 checks_failed = checks_failed + %(failed)s,
@@ -276,6 +337,9 @@ def _vote_store(
         with _savepoint_if_nested():
             (vote_id,) = sql_chain(first, then, params)
     except IntegrityError as exc:
+        # A race lost: the same vote posted twice at once, or a skip of the same assignment
+        # (assignment_one_outcome). Read what is stored and say that.
+        _served_answered(state, served.pk, skipping=False)
         raise VoteRefused(gettext("You have already voted on this pair."), status=409) from exc
     vote = _vote_saved(
         id=vote_id,
@@ -351,8 +415,14 @@ def vote_submit(
     screen (its images are fetched already); a new one is reserved to follow it.
     """
     now = now or timezone.now()
-    served = _served_open(state, assignment_id)
-    _vote_store(state=state, served=served, answers=answers, comment=comment, now=now)
+    _refuse_control_characters(comment, *answers.values())
+    try:
+        served = _served_open(state, assignment_id)
+        _vote_store(state=state, served=served, answers=answers, comment=comment, now=now)
+    except VoteAlreadyStored as stored:
+        _vote_resent(state, stored.served, answers)
+        state.open = [other for other in state.open if other.pk != stored.served.pk]
+        return rating_next(state=state, now=now)
     return rating_next(state=state, now=now, renewed=[started.pk for started in state.open[:1]])
 
 
@@ -372,6 +442,7 @@ def skip_submit(
     pair must not be a way past the checks.
     """
     now = now or timezone.now()
+    _refuse_control_characters(reason, note)
     served = _served_open(state, assignment_id, skipping=True)
     if reason not in SKIP_REASONS:
         raise VoteRefused(gettext("Choose why you skip this pair."))
@@ -385,7 +456,7 @@ def skip_submit(
     first = f"""
         UPDATE {t["assignment"]} SET skipped_at = %(now)s, skip_reason = %(reason)s,
             expires_at = %(now)s
-        WHERE id = %(skipped)s AND skipped_at IS NULL
+        WHERE id = %(skipped)s AND skipped_at IS NULL AND voted_at IS NULL
         RETURNING id
     """
     then = [
@@ -410,6 +481,8 @@ def skip_submit(
     with _savepoint_if_nested():
         skipped = sql_chain(first, then, params)
     if skipped is None:
+        # Answered meanwhile, by a vote or a skip: say which.
+        _served_answered(state, served.pk, skipping=True)
         raise VoteRefused(gettext("You skipped this pair already."), status=409)
     state.open = others
     if upcoming is not None:

@@ -51,6 +51,8 @@ CONSENT = (
 # must show in the scores (k = 1), rating briskly with the keyboard must not flag them, and a
 # recompute must land within seconds on two cores (fewer resamples).
 DEMO_STUDY_SETTINGS = {
+    # The demo invites anyone who signs up to rate.
+    "open_to_signups": True,
     "min_cohort_size": 1,
     "min_seconds_per_pair": 0.5,
     "max_failed_checks": 20,
