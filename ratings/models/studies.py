@@ -46,6 +46,9 @@ class Study(models.Model):
     panel_study_param = models.CharField(max_length=40, default="STUDY_ID")
     panel_session_param = models.CharField(max_length=40, default="SESSION_ID")
     completion_code = models.CharField(max_length=80, blank=True)
+    completion_text = models.TextField(
+        blank=True, help_text="Shown to a rater who finished, above the completion code."
+    )
     completion_url = models.URLField(
         max_length=500, blank=True, help_text="Where a rater who finished is sent, if anywhere."
     )

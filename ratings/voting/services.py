@@ -28,11 +28,11 @@ from ratings.assignment.coverage import coverage_count
 from ratings.assignment.reservations import reservation_expiry
 from ratings.assignment.services import rating_next
 from ratings.assignment.state import (
-    SERVED_COLUMNS,
     RatingNext,
     RatingState,
     ServedPair,
     rating_state,
+    served_columns,
     served_joins,
 )
 from ratings.models import (
@@ -91,7 +91,7 @@ def _served_open(
         t = db_tables()
         repeat = AssignmentKind.REPEAT_CHECK.value
         row = sql_fetchone(
-            f"""SELECT {SERVED_COLUMNS}, new.skipped_at IS NOT NULL, EXISTS (
+            f"""SELECT {served_columns()}, new.skipped_at IS NOT NULL, EXISTS (
                     SELECT 1 FROM {t["vote"]} v WHERE v.rater_id = new.rater_id
                         AND v.pair_id = new.pair_id
                         AND (CASE WHEN new.kind = '{repeat}' THEN v.kind = '{repeat}'
