@@ -24,9 +24,18 @@
     }
   }
 
+  // A question is one stop for Tab: its radio group (the answer given, else the first).
+  function questionInput(question) {
+    return question.querySelector("input[type=radio]:checked") || question.querySelector("input[type=radio]");
+  }
+
+  function focusQuestion(question, options) {
+    questionInput(question).focus(options);
+  }
+
   function focusFirstQuestion() {
     if (questions.length) {
-      questions[0].focus({ preventScroll: true });
+      focusQuestion(questions[0], { preventScroll: true });
     }
   }
 
@@ -56,7 +65,11 @@
     input.checked = true;
     input.dispatchEvent(new Event("change", { bubbles: true }));
     var next = questions[questions.indexOf(question) + 1];
-    (next || submitButton).focus();
+    if (next) {
+      focusQuestion(next);
+    } else {
+      submitButton.focus();
+    }
   });
 
   function sameQuestions(next) {
@@ -99,8 +112,13 @@
     document.getElementById("prompt").textContent = next.prompt;
     Array.prototype.forEach.call(document.querySelectorAll(".pair img"), function (image, index) {
       image.src = next.images[index];
-      image.alt = next.prompt;
     });
+    var original = document.getElementById("prompt-original-box");
+    if (original) {
+      original.hidden = !next.prompt_original;
+      original.open = false;
+      document.getElementById("prompt-original").textContent = next.prompt_original || "";
+    }
     next.questions.forEach(function (question, index) {
       questions[index].querySelector("legend").textContent = question.text;
     });
@@ -171,6 +189,35 @@
     busy = false;
     submitButton.disabled = false;
   });
+
+  // Both images enlarged, in a dialog: side by side on a wide screen, swiped on a phone (pinch
+  // zooms). Opened by a tap or click on either image; Escape or Close shuts it, and focus goes
+  // back to the image it was opened from.
+  var compare = document.getElementById("compare");
+  if (compare && typeof compare.showModal === "function") {
+    var track = document.getElementById("compare-track");
+    var opener = null;
+    Array.prototype.forEach.call(document.querySelectorAll(".pair button.enlarge"), function (button) {
+      button.addEventListener("click", function () {
+        var shown = document.querySelectorAll(".pair img");
+        Array.prototype.forEach.call(track.querySelectorAll("img"), function (image, index) {
+          image.src = shown[index].src;
+        });
+        opener = button;
+        compare.showModal();
+        var figure = track.querySelectorAll("figure")[Number(button.getAttribute("data-index")) || 0];
+        track.scrollLeft = figure ? figure.offsetLeft - track.offsetLeft : 0;
+      });
+    });
+    document.getElementById("compare-close").addEventListener("click", function () {
+      compare.close();
+    });
+    compare.addEventListener("close", function () {
+      if (opener) {
+        opener.focus();
+      }
+    });
+  }
 
   // Ready for the keys at once, without scrolling the images out of view.
   if (questions.length && document.activeElement === document.body) {

@@ -275,13 +275,13 @@ def _state_sql(study_by: str) -> str:
     )
     return f"""
     WITH study AS (
-        SELECT id, slug, name, active, raters_per_pair, pairs_per_rater, outgroup_share,
-            attention_check_rate, max_failed_checks, min_seconds_per_pair
+        SELECT id, slug, {localized("name")} AS name, active, raters_per_pair, pairs_per_rater,
+            outgroup_share, attention_check_rate, max_failed_checks, min_seconds_per_pair
         FROM {t["study"]} WHERE {study_by} = %(study)s
     ), rater AS (
         SELECT id FROM {t["rater"]} WHERE user_id = %(user)s
     ), served AS ({served_cte})
-    SELECT study.id, study.slug, {localized("study.name")}, study.active, study.raters_per_pair,
+    SELECT study.id, study.slug, study.name, study.active, study.raters_per_pair,
         study.pairs_per_rater, study.outgroup_share, study.attention_check_rate,
         study.max_failed_checks, study.min_seconds_per_pair,
         {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.utils.translation import gettext
 
@@ -69,6 +70,7 @@ def rating_page_context(*, state: RatingState, following: RatingNext) -> dict:
         "prompt_original": (
             current.prompt_original if current.prompt_original != current.prompt_text else ""
         ),
+        "prompt_language": settings.LANGUAGE_CODE,
         "image_urls": _urls(current.screen_names()),
         "questions": _questions(state, current),
         "prefetch_urls": _prefetch_urls(following.upcoming),
