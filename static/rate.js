@@ -219,6 +219,17 @@
     });
   }
 
+  // Where the images stay at the top of a narrow screen, a question scrolled to (by focus, by
+  // Tab) stops below them, not under them.
+  var stage = document.querySelector(".stage");
+  function keepQuestionsBelowImages() {
+    var sticky = stage && window.getComputedStyle(stage).position === "sticky";
+    var narrow = window.matchMedia("(max-width: 899px)").matches;
+    document.documentElement.style.scrollPaddingTop = sticky && narrow ? stage.offsetHeight + 8 + "px" : "";
+  }
+  keepQuestionsBelowImages();
+  window.addEventListener("resize", keepQuestionsBelowImages);
+
   // Ready for the keys at once, without scrolling the images out of view.
   if (questions.length && document.activeElement === document.body) {
     focusFirstQuestion();
