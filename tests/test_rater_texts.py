@@ -241,3 +241,18 @@ def test_admin_edits_each_language_side_by_side(admin_client, study):
         reverse("admin:ratings_cohort_change", args=[cohort.pk])
     ).content.decode()
     assert 'name="name_es"' in page
+
+
+def test_a_study_made_while_working_in_spanish_keeps_its_texts_as_written(db):
+    from ratings.studies import study_create
+
+    with translation.override("es"):
+        made = study_create(name="Made in Spanish", slug="made-es", cohort_paths=["peru:lima"])
+    # No Spanish "translation" that is a copy of the text as written: nothing to go stale.
+    assert Study.objects.filter(pk=made.pk).values_list("name_en", "name_es").get() == (
+        "Made in Spanish",
+        None,
+    )
+    assert set(Criterion.objects.filter(study=made).values_list("question_es", flat=True)) == {None}
+    assert Cohort.objects.get(path="peru:lima").name_es is None
+    assert Cohort.objects.get(path="peru:lima").name_en == "Lima"
