@@ -238,10 +238,17 @@
   // Where the images stay at the top of a narrow screen, a question scrolled to (by focus, by
   // Tab) stops below them, not under them.
   var stage = document.querySelector(".stage");
+  var answering = document.querySelector(".answering");
   function keepQuestionsBelowImages() {
-    var sticky = stage && window.getComputedStyle(stage).position === "sticky";
-    var narrow = window.matchMedia("(max-width: 899px)").matches;
-    document.documentElement.style.scrollPaddingTop = sticky && narrow ? stage.offsetHeight + 8 + "px" : "";
+    var sticky = stage && answering && window.getComputedStyle(stage).position === "sticky";
+    var above = false;
+    if (sticky) {
+      // Stacked (the images over the questions), not side by side.
+      var a = stage.getBoundingClientRect();
+      var b = answering.getBoundingClientRect();
+      above = a.left < b.right && b.left < a.right;
+    }
+    document.documentElement.style.scrollPaddingTop = above ? stage.offsetHeight + 8 + "px" : "";
   }
   keepQuestionsBelowImages();
   window.addEventListener("resize", keepQuestionsBelowImages);
