@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
@@ -83,8 +84,16 @@ class ModelVariantAdmin(admin.ModelAdmin):
 class PromptInline(admin.TabularInline):
     model = Prompt
     extra = 0
-    fields = ["source_line", "text", "cohort", "category"]
-    readonly_fields = fields
+    # The text the images were rendered from stays as it is; its translations, which raters
+    # read in their language, are edited beside it.
+    fields = [
+        "source_line",
+        f"text_{settings.LANGUAGE_CODE}",
+        *(f"text_{code}" for code, _ in settings.LANGUAGES if code != settings.LANGUAGE_CODE),
+        "cohort",
+        "category",
+    ]
+    readonly_fields = ["source_line", f"text_{settings.LANGUAGE_CODE}", "cohort", "category"]
     can_delete = False
 
     def has_add_permission(self, request, obj=None) -> bool:

@@ -10,7 +10,7 @@ import io
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ratings.cohorts import CohortPathError, cohort_path_normalize
 
@@ -27,6 +27,9 @@ class PromptRow:
     cohort_path: str
     category: str
     seeds: tuple[int, ...] | None
+    # The prompt in rater languages, (code, text), from columns or keys `prompt_<code>`; the
+    # images are rendered from `text` only.
+    translations: tuple[tuple[str, str], ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -53,15 +56,18 @@ def prompt_rows_parse(
     known_cohorts: Iterable[str],
     token_count: Callable[[str], int] | None = None,
     max_tokens: int = 77,
+    languages: Iterable[str] = (),
 ) -> list[PromptRow]:
     """Return the rows of a CSV or JSONL batch file, or raise BatchFileError naming every bad line.
 
     `token_count`, when given, counts a prompt's tokens including the start and end tokens, so
-    that a prompt the text encoder would silently truncate is refused.
+    that a prompt the text encoder would silently truncate is refused. `languages` are the codes
+    whose translations a row may carry as `prompt_<code>` (for example `prompt_es`).
     """
     known = set(known_cohorts)
+    optional = OPTIONAL_COLUMNS + tuple(f"prompt_{code}" for code in languages)
     is_jsonl = filename.lower().endswith((".jsonl", ".ndjson"))
-    raw_rows, errors = (_jsonl_rows if is_jsonl else _csv_rows)(data)
+    raw_rows, errors = (_jsonl_rows if is_jsonl else _csv_rows)(data, optional)
     rows: list[PromptRow] = []
     seen: dict[tuple[str, str], int] = {}
     for line, fields in raw_rows:
@@ -95,21 +101,23 @@ def _lines_decode(data: bytes) -> tuple[list[tuple[int, str]], list[RowError]]:
     return lines, errors
 
 
-def _csv_rows(data: bytes) -> tuple[list[tuple[int, dict]], list[RowError]]:
+def _csv_rows(
+    data: bytes, optional: tuple[str, ...]
+) -> tuple[list[tuple[int, dict]], list[RowError]]:
     lines, errors = _lines_decode(data)
     if not lines:
         return [], errors
     header_line, header_text = lines[0]
     header = [name.strip().lower() for name in next(csv.reader([header_text]), [])]
     missing = [name for name in REQUIRED_COLUMNS if name not in header]
-    unknown = [name for name in header if name not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    unknown = [name for name in header if name not in REQUIRED_COLUMNS + optional]
     if missing or unknown:
         problems = []
         if missing:
             problems.append(f"missing column(s) {', '.join(missing)}")
         if unknown:
             problems.append(f"unknown column(s) {', '.join(unknown)}")
-        expected = ",".join(REQUIRED_COLUMNS) + "[,seeds]"
+        expected = ",".join(REQUIRED_COLUMNS) + "".join(f"[,{name}]" for name in optional)
         errors.append(
             RowError(header_line, f"bad header: {'; '.join(problems)} (expected {expected})")
         )
@@ -126,7 +134,9 @@ def _csv_rows(data: bytes) -> tuple[list[tuple[int, dict]], list[RowError]]:
     return rows, errors
 
 
-def _jsonl_rows(data: bytes) -> tuple[list[tuple[int, dict]], list[RowError]]:
+def _jsonl_rows(
+    data: bytes, optional: tuple[str, ...]
+) -> tuple[list[tuple[int, dict]], list[RowError]]:
     lines, errors = _lines_decode(data)
     rows: list[tuple[int, dict]] = []
     for number, text in lines:
@@ -140,7 +150,7 @@ def _jsonl_rows(data: bytes) -> tuple[list[tuple[int, dict]], list[RowError]]:
         if not isinstance(value, dict):
             errors.append(RowError(number, "each line must be a JSON object"))
             continue
-        unknown = sorted(set(value) - set(REQUIRED_COLUMNS + OPTIONAL_COLUMNS))
+        unknown = sorted(set(value) - set(REQUIRED_COLUMNS + optional))
         if unknown:
             errors.append(RowError(number, f"unknown key(s) {', '.join(unknown)}"))
             continue
@@ -178,9 +188,16 @@ def _row_validate(
     seeds, seed_problem = _seeds_parse(fields.get("seeds"))
     if seed_problem:
         problems.append(seed_problem)
+    translations = []
+    for name, value in fields.items():
+        if name.startswith("prompt_") and value is not None:
+            if not isinstance(value, str):
+                problems.append(f"{name} must be text")
+            elif translated := " ".join(value.split()):
+                translations.append((name.removeprefix("prompt_"), translated))
     if problems:
         return None, problems
-    return PromptRow(line, text, cohort_path, category, seeds), []
+    return PromptRow(line, text, cohort_path, category, seeds, tuple(sorted(translations))), []
 
 
 def _seeds_parse(raw: object) -> tuple[tuple[int, ...] | None, str | None]:

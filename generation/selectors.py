@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.utils import timezone
 
@@ -39,7 +40,13 @@ def batch_rows_parse(
         known_cohorts=Cohort.objects.values_list("path", flat=True),
         token_count=rule.count,
         max_tokens=rule.max_tokens,
+        languages=prompt_languages(),
     )
+
+
+def prompt_languages() -> list[str]:
+    """Return the rater languages a prompt may be translated into (all but the default)."""
+    return [code for code, _ in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
 
 
 def variant_ids_by_study() -> dict[int, list[int]]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from generation.batch_files import PromptRow
 from generation.models import MAX_SEED, Image, ModelVariant, Prompt, PromptBatch
@@ -67,13 +67,16 @@ def batch_queue(
         study.cohorts.add(*cohorts.values())
         images: list[Image] = []
         for row in rows:
-            prompt = Prompt.objects.create(
-                batch=batch,
-                text=row.text,
-                cohort=cohorts[row.cohort_path],
-                category=row.category,
-                source_line=row.line,
-            )
+            # The text as written is the default language's; translations go beside it.
+            with translation.override(settings.LANGUAGE_CODE):
+                prompt = Prompt.objects.create(
+                    batch=batch,
+                    text=row.text,
+                    cohort=cohorts[row.cohort_path],
+                    category=row.category,
+                    source_line=row.line,
+                    **{f"text_{code}": text for code, text in row.translations},
+                )
             seeds = row.seeds or _seeds_draw(seeds_per_prompt, rng)
             images.extend(
                 Image(prompt=prompt, variant=variant, seed=seed)

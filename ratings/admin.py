@@ -6,6 +6,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import slugify
+from modeltranslation.admin import TranslationAdmin, TranslationTabularInline
 
 from ratings.entry import services
 from ratings.entry.forms import CohortProposalAcceptForm
@@ -25,7 +26,7 @@ from ratings.models import (
 from ratings.studies import criteria_ensure_defaults
 
 
-class CriterionInline(admin.TabularInline):
+class CriterionInline(TranslationTabularInline):
     model = Criterion
     extra = 0
 
@@ -91,7 +92,10 @@ class StudyGrantInline(admin.TabularInline):
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(TranslationAdmin):
+    """A study; its texts raters read (name, consent, questions, completion) in each language,
+    side by side, each falling back to the default language's where left empty."""
+
     list_display = ["name", "slug", "active", "raters_per_pair", "min_cohort_size"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["cohorts", "variants"]
@@ -123,6 +127,7 @@ class StudyAdmin(admin.ModelAdmin):
                     "panel_rater_param",
                     "panel_study_param",
                     "panel_session_param",
+                    "completion_text",
                     "completion_code",
                     "completion_url",
                 ]
@@ -163,7 +168,7 @@ class StudyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Cohort)
-class CohortAdmin(admin.ModelAdmin):
+class CohortAdmin(TranslationAdmin):
     list_display = ["path", "name", "depth"]
     search_fields = ["path", "name"]
 

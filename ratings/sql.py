@@ -13,8 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from functools import cache, lru_cache
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
+from django.utils.translation import get_language
 
 from generation.models import Image, Prompt
 from ratings.models import (
@@ -29,6 +31,25 @@ from ratings.models import (
     Study,
     Vote,
 )
+
+
+def sql_language() -> str:
+    """Return the active language as a code of settings.LANGUAGES (the default if another)."""
+    language = (get_language() or settings.LANGUAGE_CODE).split("-")[0]
+    known = {code for code, _ in settings.LANGUAGES}
+    return language if language in known else settings.LANGUAGE_CODE
+
+
+def localized(column: str, language: str | None = None) -> str:
+    """Return an expression for a translated column (`alias.field`) in the active language.
+
+    The language's own text (django-modeltranslation's `field_xx` column) when there is one,
+    else the default language's, else the field as first written: the study's own words.
+    """
+    language = language or sql_language()
+    default = settings.LANGUAGE_CODE
+    parts = [f"NULLIF({column}_{code}, '')" for code in dict.fromkeys([language, default])]
+    return f"COALESCE({', '.join(parts)}, {column})"
 
 
 @lru_cache(maxsize=512)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.conf import settings
 from django.db import transaction
+from django.utils import translation
 
 from ratings.cohorts import cohort_path_ancestors, cohort_path_normalize
 from ratings.models import DEFAULT_CRITERIA, Cohort, Criterion, Study
@@ -13,8 +15,12 @@ from ratings.models import DEFAULT_CRITERIA, Cohort, Criterion, Study
 def study_create(
     *, name: str, slug: str, cohort_paths: Iterable[str] = (), **fields: object
 ) -> Study:
-    """Create a study with the default criteria and the given cohorts (made if missing)."""
-    with transaction.atomic():
+    """Create a study with the default criteria and the given cohorts (made if missing).
+
+    Its texts are the default language's, whatever language the request is in; translations
+    are added beside them (`name_es`, …).
+    """
+    with transaction.atomic(), translation.override(settings.LANGUAGE_CODE):
         study = Study.objects.create(name=name, slug=slug, **fields)
         criteria_ensure_defaults(study=study)
         study.cohorts.set([cohort_ensure(path=path) for path in cohort_paths])
@@ -25,6 +31,11 @@ def criteria_ensure_defaults(*, study: Study) -> None:
     """Give a study with no criteria the four default questions."""
     if study.criteria.exists():
         return
+    with translation.override(settings.LANGUAGE_CODE):  # the texts as written: the default's
+        _criteria_create(study)
+
+
+def _criteria_create(study: Study) -> None:
     Criterion.objects.bulk_create(
         Criterion(study=study, key=key, question=question, position=position)
         for position, (key, question) in enumerate(DEFAULT_CRITERIA)
@@ -37,9 +48,10 @@ def cohort_ensure(*, path: str, name: str = "") -> Cohort:
     cohort = None
     for ancestor in cohort_path_ancestors(path):
         default_name = ancestor.rsplit(":", 1)[-1].replace("_", " ").replace("-", " ").title()
-        cohort, _ = Cohort.objects.get_or_create(
-            path=ancestor,
-            defaults={"name": name if ancestor == path and name else default_name},
-        )
+        with translation.override(settings.LANGUAGE_CODE):  # the name as written
+            cohort, _ = Cohort.objects.get_or_create(
+                path=ancestor,
+                defaults={"name": name if ancestor == path and name else default_name},
+            )
     assert cohort is not None
     return cohort

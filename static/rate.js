@@ -24,9 +24,18 @@
     }
   }
 
+  // A question is one stop for Tab: its radio group (the answer given, else the first).
+  function questionInput(question) {
+    return question.querySelector("input[type=radio]:checked") || question.querySelector("input[type=radio]");
+  }
+
+  function focusQuestion(question, options) {
+    questionInput(question).focus(options);
+  }
+
   function focusFirstQuestion() {
     if (questions.length) {
-      questions[0].focus({ preventScroll: true });
+      focusQuestion(questions[0], { preventScroll: true });
     }
   }
 
@@ -56,7 +65,11 @@
     input.checked = true;
     input.dispatchEvent(new Event("change", { bubbles: true }));
     var next = questions[questions.indexOf(question) + 1];
-    (next || submitButton).focus();
+    if (next) {
+      focusQuestion(next);
+    } else {
+      submitButton.focus();
+    }
   });
 
   function sameQuestions(next) {
@@ -82,6 +95,21 @@
     });
   }
 
+  // The images fetched ahead are decoded ahead too, held in memory until the next pair is
+  // shown: swapping them in is then a memory hit, not a fetch and a decode after Enter.
+  var warmed = [];
+  function warmPrefetched() {
+    warmed = Array.prototype.map.call(document.querySelectorAll('link[rel="prefetch"]'), function (link) {
+      var image = new window.Image();
+      image.decoding = "async";
+      image.src = link.href;
+      if (image.decode) {
+        image.decode().catch(function () {});
+      }
+      return image;
+    });
+  }
+
   // Show the pair the server answered with; its images were prefetched with the last one.
   function show(next) {
     if (!sameQuestions(next.questions)) {
@@ -99,8 +127,13 @@
     document.getElementById("prompt").textContent = next.prompt;
     Array.prototype.forEach.call(document.querySelectorAll(".pair img"), function (image, index) {
       image.src = next.images[index];
-      image.alt = next.prompt;
     });
+    var original = document.getElementById("prompt-original-box");
+    if (original) {
+      original.hidden = !next.prompt_original;
+      original.open = false;
+      document.getElementById("prompt-original").textContent = next.prompt_original || "";
+    }
     next.questions.forEach(function (question, index) {
       questions[index].querySelector("legend").textContent = question.text;
     });
@@ -109,6 +142,7 @@
     progress.value = next.progress.done;
     document.getElementById("rating-progress-text").textContent = next.progress.text;
     prefetch(next.prefetch);
+    warmPrefetched();
     window.scrollTo(0, 0);
     focusFirstQuestion();
   }
@@ -229,6 +263,55 @@
     busy = false;
     submitButton.disabled = false;
   });
+
+  // Both images enlarged, in a dialog: side by side on a wide screen, swiped on a phone (pinch
+  // zooms). Opened by a tap or click on either image; Escape or Close shuts it, and focus goes
+  // back to the image it was opened from.
+  var compare = document.getElementById("compare");
+  if (compare && typeof compare.showModal === "function") {
+    var track = document.getElementById("compare-track");
+    var opener = null;
+    Array.prototype.forEach.call(document.querySelectorAll(".pair button.enlarge"), function (button) {
+      button.addEventListener("click", function () {
+        var shown = document.querySelectorAll(".pair img");
+        Array.prototype.forEach.call(track.querySelectorAll("img"), function (image, index) {
+          image.src = shown[index].src;
+        });
+        opener = button;
+        compare.showModal();
+        var figure = track.querySelectorAll("figure")[Number(button.getAttribute("data-index")) || 0];
+        track.scrollLeft = figure ? figure.offsetLeft - track.offsetLeft : 0;
+      });
+    });
+    document.getElementById("compare-close").addEventListener("click", function () {
+      compare.close();
+    });
+    compare.addEventListener("close", function () {
+      if (opener) {
+        opener.focus();
+      }
+    });
+  }
+
+  // Where the images stay at the top of a narrow screen, a question scrolled to (by focus, by
+  // Tab) stops below them, not under them.
+  var stage = document.querySelector(".stage");
+  var answering = document.querySelector(".answering");
+  function keepQuestionsBelowImages() {
+    var sticky = stage && answering && window.getComputedStyle(stage).position === "sticky";
+    var above = false;
+    if (sticky) {
+      // Stacked (the images over the questions), not side by side.
+      var a = stage.getBoundingClientRect();
+      var b = answering.getBoundingClientRect();
+      above = a.left < b.right && b.left < a.right;
+    }
+    document.documentElement.style.scrollPaddingTop = above ? stage.offsetHeight + 8 + "px" : "";
+  }
+  keepQuestionsBelowImages();
+  window.addEventListener("resize", keepQuestionsBelowImages);
+
+  warmPrefetched();
 
   // Ready for the keys at once, without scrolling the images out of view.
   if (questions.length && document.activeElement === document.body) {

@@ -40,6 +40,8 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG el
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
+    # Before the admin: the study's own texts in each language, edited side by side.
+    "modeltranslation",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -162,6 +164,12 @@ LANGUAGE_CODE = "en"
 # Rater pages are translated; admins and researchers work in English.
 LANGUAGES = [("en", "English"), ("es", "Español")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The study's texts (consent, questions, cohort names, prompts) per language: a missing
+# translation falls back to the text as written, in the default language.
+MODELTRANSLATION_DEFAULT_LANGUAGE = LANGUAGE_CODE
+MODELTRANSLATION_FALLBACK_LANGUAGES = (LANGUAGE_CODE,)
+# A text created in any language is the default language's text too, until translated.
+MODELTRANSLATION_AUTO_POPULATE = "default"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection
 
-from ratings.assignment.state import SERVED_COLUMNS, RatingState, ServedPair, served_joins
+from ratings.assignment.state import RatingState, ServedPair, served_columns, served_joins
 from ratings.models import Assignment
 from ratings.sql import db_datetime, db_uuid, sql_cursor, sql_fetchone, sql_list
 
@@ -43,7 +43,7 @@ def served_insert(insert: str, params: dict) -> ServedPair | None:
     The insert and the read of its prompt and images are one statement.
     """
     joins = served_joins()
-    sql = f"WITH new AS ({insert} RETURNING *) SELECT {SERVED_COLUMNS} FROM new {joins}"
+    sql = f"WITH new AS ({insert} RETURNING *) SELECT {served_columns()} FROM new {joins}"
     row = sql_fetchone(sql, params)
     return ServedPair.from_row(row) if row else None
 

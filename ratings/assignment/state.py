@@ -12,11 +12,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.utils import timezone
 
 from ratings.cohorts import cohort_path_contains
 from ratings.models import AssignmentKind, Rater, Study, Vote
-from ratings.sql import db_datetime, db_tables, sql_fetchone, sql_json_array, sql_json_rows
+from ratings.sql import (
+    db_datetime,
+    db_tables,
+    localized,
+    sql_fetchone,
+    sql_json_array,
+    sql_json_rows,
+    sql_language,
+)
 
 # The rating page and the vote read everything they need about one rater in one study in one
 # statement (RatingState): the study's rules, criteria and cohorts, the user row the session is
@@ -69,6 +78,7 @@ class ServedPair:
     expires_at: datetime
     repeat_of_id: uuid.UUID | None
     prompt_text: str
+    prompt_original: str
     prompt_cohort_path: str
     prompt_cohort_name: str
     image_a: tuple[str, str]
@@ -76,9 +86,9 @@ class ServedPair:
 
     @classmethod
     def from_row(cls, row: Sequence) -> ServedPair:
-        """Build from SERVED_COLUMNS, as a cursor row or as the JSON array of the state read."""
+        """Build from served_columns(), as a cursor row or as the JSON array of the state read."""
         pk, pair_id, kind, cohort_id, shown_left, served_at, expires_at, repeat_of_id, *rest = row
-        text, cohort_path, cohort_name, file_a, preview_a, file_b, preview_b = rest
+        text, original, cohort_path, cohort_name, file_a, preview_a, file_b, preview_b = rest
         return cls(
             pk=_uuid(pk),
             pair_id=pair_id,
@@ -89,6 +99,7 @@ class ServedPair:
             expires_at=_datetime(expires_at),
             repeat_of_id=None if repeat_of_id is None else _uuid(repeat_of_id),
             prompt_text=text,
+            prompt_original=original,
             prompt_cohort_path=cohort_path,
             prompt_cohort_name=cohort_name,
             image_a=(file_a, preview_a),
@@ -197,16 +208,23 @@ class RatingState:
         return RaterProgress(done=self.regular_votes, quota=self.study.pairs_per_rater)
 
 
-# What a ServedPair is built from; `new` is an assignment row (a table alias or a CTE).
-SERVED_COLUMNS = """
+def served_columns() -> str:
+    """Return what a ServedPair is built from; `new` is an assignment row (a table or a CTE).
+
+    The prompt and its cohort's name in the active language (falling back to the study's own
+    words), and the prompt as written, the one the images were rendered from.
+    """
+    return f"""
     new.id, new.pair_id, new.kind, new.cohort_id, new.shown_left, new.served_at, new.expires_at,
-    new.repeat_of_id, prompt.text, prompt_cohort.path, prompt_cohort.name,
+    new.repeat_of_id, {localized("prompt.text")},
+    {localized("prompt.text", settings.LANGUAGE_CODE)},
+    prompt_cohort.path, {localized("prompt_cohort.name")},
     image_a.file, image_a.preview, image_b.file, image_b.preview
-"""
+    """
 
 
 def served_joins() -> str:
-    """Return the joins SERVED_COLUMNS reads, from an assignment row called `new`."""
+    """Return the joins served_columns() reads, from an assignment row called `new`."""
     t = db_tables()
     return f"""
         JOIN {t["pair"]} pair ON pair.id = new.pair_id
@@ -252,8 +270,8 @@ def _state_sql(study_by: str) -> str:
     )
     return f"""
     WITH study AS (
-        SELECT id, slug, name, active, raters_per_pair, pairs_per_rater, outgroup_share,
-            attention_check_rate, max_failed_checks, min_seconds_per_pair
+        SELECT id, slug, {localized("name")} AS name, active, raters_per_pair, pairs_per_rater,
+            outgroup_share, attention_check_rate, max_failed_checks, min_seconds_per_pair
         FROM {t["study"]} WHERE {study_by} = %(study)s
     ), rater AS (
         SELECT id FROM {t["rater"]} WHERE user_id = %(user)s
@@ -272,7 +290,7 @@ def _state_sql(study_by: str) -> str:
         {sql_json_rows("c.id, c.path", f"FROM {t['cohort']} c WHERE c.depth = 1", "c.path")},
         {
         sql_json_rows(
-            "c.id, c.key, c.question",
+            f"c.id, c.key, {localized('c.question')}",
             f"FROM {t['criterion']} c WHERE c.study_id = study.id",
             "c.position, c.id",
         )
@@ -281,7 +299,7 @@ def _state_sql(study_by: str) -> str:
         part.completed_at IS NOT NULL,
         {
         sql_json_rows(
-            "c.id, c.path, c.name",
+            f"c.id, c.path, {localized('c.name')}",
             f"FROM {t['rater_cohorts']} rc JOIN {t['cohort']} c ON c.id = rc.cohort_id "
             "WHERE rc.rater_id = rater.id",
             "c.path",
@@ -294,7 +312,7 @@ def _state_sql(study_by: str) -> str:
             ORDER BY served_at DESC LIMIT 1),
         {
         sql_json_rows(
-            SERVED_COLUMNS,
+            served_columns(),
             f"FROM served new {served_joins()} WHERE new.live",
             "new.served_at, new.id",
         )
@@ -306,7 +324,7 @@ def _state_sql(study_by: str) -> str:
     """
 
 
-_STATE_SQL: dict[str, str] = {}
+_STATE_SQL: dict[tuple[str, str], str] = {}
 
 
 def _json(value):
@@ -330,9 +348,10 @@ def rating_state(
     reservations with their prompts and images.
     """
     study_by, key = ("slug", study_slug) if study_id is None else ("id", study_id)
-    sql = _STATE_SQL.get(study_by)
+    sql_key = (study_by, sql_language())  # the texts are read in the rater's language
+    sql = _STATE_SQL.get(sql_key)
     if sql is None:
-        sql = _STATE_SQL[study_by] = _state_sql(study_by)
+        sql = _STATE_SQL[sql_key] = _state_sql(study_by)
     params = {"study": key, "user": user_id, "now": db_datetime(now or timezone.now())}
     row = sql_fetchone(sql, params)
     if row is None:

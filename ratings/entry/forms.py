@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django import forms
@@ -230,6 +231,19 @@ class DemographicsForm(forms.Form):
         required=False,
         widget=forms.RadioSelect,
     )
+
+    def __init__(self, *args, cultures: Sequence[str] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if len(cultures) > 1:
+            # Several cultures: "the culture you chose" would not say which one is meant.
+            field = self.fields["years_lived"]
+            field.label = _(
+                "Of the cultures you chose, think of the one you know best: "
+                "how many years have you lived in it?"
+            )
+            field.help_text = _(
+                "For example in its country or region. You chose: %(cultures)s."
+            ) % {"cultures": ", ".join(cultures)}
 
     def clean_languages(self) -> list[str]:
         raw = self.cleaned_data["languages"].replace(";", ",")

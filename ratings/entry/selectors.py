@@ -18,3 +18,18 @@ def rater_has_study_cohort(*, study: Study, rater: Rater) -> bool:
         for path in rater.cohort_paths()
         for study_path in study_paths
     )
+
+
+def return_route(*, study: Study, user) -> str:
+    """Return how a rater who stops comes back, for the Stop pages to say so truthfully.
+
+    'panel': a rater from a crowd-work panel has no password; the panel's link brings them back.
+    'invite': a rater with an account in a study that has invite links signs in again, or
+    opens the invite again. 'account': a signed-up rater signs in again.
+    """
+    rater = getattr(user, "rater", None) if user is not None and user.is_authenticated else None
+    if rater is not None and rater.panel_id and not user.has_usable_password():
+        return "panel"
+    if study.invites.exists():
+        return "invite"
+    return "account"

@@ -302,7 +302,10 @@ def demographics(request: HttpRequest, slug: str) -> HttpResponse:
     if request.method == "POST" and "skip" in request.POST:
         services.participation_demographics_set(participation=participation)
         return redirect("ratings:start", slug=study.slug)
-    form = DemographicsForm(request.POST if request.method == "POST" else None)
+    form = DemographicsForm(
+        request.POST if request.method == "POST" else None,
+        cultures=[cohort.name for cohort in participation.rater.cohorts.order_by("path")],
+    )
     if request.method == "POST" and form.is_valid():
         services.participation_demographics_set(
             participation=participation,
@@ -334,7 +337,8 @@ def complete(request: HttpRequest, slug: str) -> HttpResponse:
 def stop(request: HttpRequest, slug: str) -> HttpResponse:
     """Let a rater stop at any time: ask once, then sign them out with thanks."""
     study = get_object_or_404(Study, slug=slug)
+    route = selectors.return_route(study=study, user=request.user)  # before signing out
     if request.method == "POST" or not request.user.is_authenticated:
         logout(request)
-        return render(request, "ratings/stopped.html", {"study": study})
-    return render(request, "ratings/stop.html", {"study": study, "hide_stop": True})
+        return render(request, "ratings/stopped.html", {"study": study, "route": route})
+    return render(request, "ratings/stop.html", {"study": study, "hide_stop": True, "route": route})

@@ -67,6 +67,9 @@ class Study(models.Model):
         null=True, blank=True, help_text="No new raters past this many; empty: no cap."
     )
     completion_code = models.CharField(max_length=80, blank=True)
+    completion_text = models.TextField(
+        blank=True, help_text="Shown to a rater who finished, above the completion code."
+    )
     completion_url = models.URLField(
         max_length=500, blank=True, help_text="Where a rater who finished is sent, if anywhere."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.utils.translation import gettext
 
 from ratings.assignment.state import RatingNext, RatingState, ServedPair
@@ -33,7 +34,8 @@ def _questions(state: RatingState, served: ServedPair) -> list[dict[str, str]]:
     )
     culture = rater_cohorts.get(culture_path) or served.prompt_cohort_name
     return [
-        # A study's own wording has no translation and comes back from gettext unchanged.
+        # In the rater's language where the study translated it (the state reads it so); the
+        # default wording, untranslated, from the interface's catalogue; else as written.
         {"key": criterion.key, "text": gettext(criterion.question).replace("{culture}", culture)}
         for criterion in state.study.criteria
     ]
@@ -67,6 +69,11 @@ def rating_page_context(*, state: RatingState, following: RatingNext) -> dict:
     return {
         "assignment_id": current.pk,
         "prompt_text": current.prompt_text,
+        # The prompt the images were rendered from, when the rater reads a translation.
+        "prompt_original": (
+            current.prompt_original if current.prompt_original != current.prompt_text else ""
+        ),
+        "prompt_language": settings.LANGUAGE_CODE,
         "image_urls": _screen_urls(state.study.slug, current),
         "questions": _questions(state, current),
         "prefetch_urls": _prefetch_urls(state.study.slug, following.upcoming),
@@ -97,6 +104,7 @@ def rating_payload(*, state: RatingState, following: RatingNext, redirect_to: st
     payload.update(
         assignment=str(context["assignment_id"]),
         prompt=context["prompt_text"],
+        prompt_original=context["prompt_original"],
         images=context["image_urls"],
         questions=context["questions"],
         prefetch=context["prefetch_urls"],

@@ -29,11 +29,11 @@ from ratings.assignment.coverage import coverage_count
 from ratings.assignment.reservations import reservation_expiry
 from ratings.assignment.services import rating_next
 from ratings.assignment.state import (
-    SERVED_COLUMNS,
     RatingNext,
     RatingState,
     ServedPair,
     rating_state,
+    served_columns,
     served_joins,
 )
 from ratings.models import (
@@ -111,7 +111,7 @@ def _served_answered(state: RatingState, assignment_pk: uuid.UUID, *, skipping: 
         raise VoteRefused(gettext("This pair was not served to you."), status=404)
     t = db_tables()
     row = sql_fetchone(
-        f"""SELECT {SERVED_COLUMNS}, new.skipped_at IS NOT NULL, new.voted_at IS NOT NULL
+        f"""SELECT {served_columns()}, new.skipped_at IS NOT NULL, new.voted_at IS NOT NULL
             FROM {t["assignment"]} new {served_joins()}
             WHERE new.id = %(id)s AND new.rater_id = %(rater)s AND pair.study_id = %(study)s""",
         {"id": db_uuid(assignment_pk), "rater": state.rater_id, "study": state.study.pk},
