@@ -367,12 +367,62 @@ def _copy_floor() -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
+def _scores_side_by_side(study, run, score_s, phases, rows, load_s) -> dict:
+    """Time the pure statistics of the same votes with and without factions, in one process."""
+    from ratings.models import Faction
+    from ratings.results.loading import study_votes, votes_load
+    from ratings.results.statistics.study import study_scores
+
+    criteria = list(study.criteria.all())
+    votes, _ = study_votes(
+        study=study,
+        loaded=votes_load(study=study, criteria=criteria, include_flagged=False),
+        criteria=criteria,
+    )
+    seconds = {}
+    for name, max_p in (("without_factions", None), ("with_factions", study.split_max_p)):
+        started = time.perf_counter()
+        result = study_scores(
+            votes,
+            permutations=study.score_permutations,
+            bootstrap=study.score_bootstrap,
+            seed=0,
+            gai_min_raters=study.min_cohort_size,
+            factions_max_p=max_p,
+            factions_min_raters=study.min_cohort_size,
+        )
+        seconds[name] = round(time.perf_counter() - started, 2)
+    _, _, _, read_s, statistics_s, store_s = phases
+    return {
+        "score_s": round(score_s, 2),
+        "score_phases_s": {
+            "read_votes": round(read_s, 2),
+            "statistics": round(statistics_s, 2),
+            "store": round(store_s, 2),
+        },
+        "statistics_side_by_side_s": seconds,
+        "factions_share_of_statistics": round(
+            1 - seconds["without_factions"] / seconds["with_factions"], 3
+        ),
+        "cells": len(rows),
+        "cells_with_factions": len(result.factions),
+        "stored_cells_with_factions": Faction.objects.filter(score__run=run, position=0).count(),
+        "load_s": round(load_s, 1),
+        "machine": _support.machine(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--votes", type=int, default=1_000_000)
     parser.add_argument("--permutations", type=int, default=1000)
     parser.add_argument("--bootstrap", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scores-only",
+        action="store_true",
+        help="skip the exports; time the statistics with and without factions side by side",
+    )
     parser.add_argument("--export-child", choices=("csv", "parquet"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.export_child:
@@ -424,6 +474,9 @@ def main() -> None:
     planted = {tuple(cell) for cell in loaded.pop("planted_splits")}
     found = {(row.cohort, row.criterion) for row in rows if row.depth == 2 and row.label == "split"}
 
+    if args.scores_only:
+        print(json.dumps(_scores_side_by_side(study, run, score_s, phases[-1], rows, load_s)))
+        return
     csv = _export("csv")
     parquet = _export("parquet")
     copy_s, copy_rows = _copy_floor()
