@@ -190,7 +190,10 @@ def test_formula_cells_are_neutralised_in_the_csv_export_and_restored_on_import(
         client.get(reverse("ratings:rate", args=[study.slug])).content.decode()
     )
     # A prompt from an upload that a spreadsheet would run.
-    Prompt.objects.filter(batch__study=study).update(text='=HYPERLINK("http://evil.example","x")')
+    # (the stored prompt itself, not a translation: modeltranslation would rewrite `text`)
+    Prompt.objects.rewrite(False).filter(batch__study=study).update(
+        text='=HYPERLINK("http://evil.example","x")'
+    )
     data = {"assignment": assignment, **form_answers(SCREEN_ANSWERS)}
     assert client.post(reverse("ratings:vote", args=[study.slug]), data).status_code == 302
     reader = Client()

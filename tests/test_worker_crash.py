@@ -75,6 +75,13 @@ def test_image_is_rendered_exactly_once_after_its_worker_is_killed(study, varian
     for image in images:
         assert len(re.findall(rf"Rendered image {image.pk}\b", logs)) == 1
     assert max(images.values_list("attempts", flat=True)) == 2
+    # The task forms the pair just after it marks its last image done.
+    _wait(
+        lambda: Pair.objects.filter(prompt__batch=batch).exists(),
+        timeout_s=30,
+        what="the pair to be formed",
+        logs=[first_log, second_log],
+    )
     assert Pair.objects.filter(prompt__batch=batch).count() == 1
     assert second.poll() is None  # the restarted worker is healthy
 
