@@ -80,8 +80,16 @@ class Command(BaseCommand):
         for name, command in commands.items():
             # Each child in a session of its own: Ctrl-C reaches only this process, which
             # stops the children in order instead of each printing its own shutdown.
+            # The workers log to their files; their start-up banners would print after the
+            # address and credentials and scroll them away, so they go there too.
+            banner = None if name == "web server" else (var / f"{name.split()[0]}.out").open("w")
             children[name] = subprocess.Popen(
-                command, cwd=settings.BASE_DIR, env=environ, start_new_session=True
+                command,
+                cwd=settings.BASE_DIR,
+                env=environ,
+                start_new_session=True,
+                stdout=banner,
+                stderr=subprocess.STDOUT if banner else None,
             )
         host, _, port = address.rpartition(":")
         if self._wait_for_port(host, int(port), children["web server"]):
