@@ -37,27 +37,38 @@ def _wait(condition, *, timeout_s: float, what: str, logs=()) -> None:
     pytest.fail(f"Timed out waiting for {what}.\n{tails}")
 
 
-def test_image_is_rendered_exactly_once_after_its_worker_is_killed(study, variants, worker_factory):
-    # Slow enough (about a second per image here) to be killed in the middle of a render.
+def _killed_mid_render(study, variants, worker_factory, *, seed: int, **env: str):
+    """Queue one prompt on a slow worker, SIGKILL its process group mid-render.
+
+    Return (the batch, its images, the killed worker's log). Slow enough (about a second per
+    image here) to be killed inside the pipeline call.
+    """
     ModelVariant.objects.filter(pk__in=[v.pk for v in variants]).update(steps=40)
-    first, first_log = worker_factory(**CRASH_LIMITS)
+    worker, log = worker_factory(**env)
     batch = batch_queue(
         study=study,
-        rows=[PromptRow(1, "a masquerade dancer at a festival", "nigeria", "festivals", (77,))],
+        rows=[PromptRow(1, "a masquerade dancer at a festival", "nigeria", "festivals", (seed,))],
         variants=variants,
-        rng=random.Random(2),
+        rng=random.Random(seed),
     )
     images = Image.objects.filter(prompt__batch=batch)
     _wait(
         lambda: images.filter(status=Image.Status.RUNNING).exists(),
         timeout_s=120,
         what="the worker to claim the images",
-        logs=[first_log],
+        logs=[log],
     )
     time.sleep(0.5)  # inside the pipeline call now
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=10)
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=10)
     assert images.filter(status=Image.Status.RUNNING).exists(), "killed too late to test"
+    return batch, images, log
+
+
+def test_image_is_rendered_exactly_once_after_its_worker_is_killed(study, variants, worker_factory):
+    batch, images, first_log = _killed_mid_render(
+        study, variants, worker_factory, seed=77, **CRASH_LIMITS
+    )
     delivered_at = images.order_by("started_at").first().started_at.timestamp()
 
     # The broker gives an unacknowledged task back once its visibility timeout has passed; a
@@ -95,25 +106,9 @@ def test_a_worker_main_process_killed_mid_render_is_recovered_by_its_lease(
     # as beat would) sends them again and a second worker renders each once.
     limits = {**CRASH_LIMITS, "POLYPHONY_BROKER_VISIBILITY_TIMEOUT": "600"}
     lease = {"POLYPHONY_RENDER_LEASE_SECONDS": "6"}
-    ModelVariant.objects.filter(pk__in=[v.pk for v in variants]).update(steps=40)
-    first, first_log = worker_factory(**limits, **lease)
-    batch = batch_queue(
-        study=study,
-        rows=[PromptRow(1, "a masquerade dancer at a festival", "nigeria", "festivals", (78,))],
-        variants=variants,
-        rng=random.Random(3),
+    batch, images, first_log = _killed_mid_render(
+        study, variants, worker_factory, seed=78, **limits, **lease
     )
-    images = Image.objects.filter(prompt__batch=batch)
-    _wait(
-        lambda: images.filter(status=Image.Status.RUNNING).exists(),
-        timeout_s=120,
-        what="the worker to claim the images",
-        logs=[first_log],
-    )
-    time.sleep(0.5)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=10)
-    assert images.filter(status=Image.Status.RUNNING).exists(), "killed too late to test"
     killed_at = time.monotonic()
 
     second, second_log = worker_factory(**limits, **lease)

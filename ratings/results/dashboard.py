@@ -46,6 +46,7 @@ from ratings.results.dashboard_rows import (
     VariantPanel,
 )
 from ratings.results.selectors import (
+    STATISTIC_FIELDS,
     factions_by_score,
     score_label_of,
     scores_latest,
@@ -160,18 +161,7 @@ def _score_values(run: ScoreRun) -> list[dict]:
             "count_tie",
             "count_b",
             "count_skip",
-            "share_b",
-            "share_b_low",
-            "share_b_high",
-            "share_b_ties_half",
-            "share_b_ties_half_low",
-            "share_b_ties_half_high",
-            "alpha",
-            "ndfu",
-            "agreement",
-            "heterogeneity_p",
-            "gai",
-            "gai_q",
+            *STATISTIC_FIELDS,
         )
     )
     for row in rows:

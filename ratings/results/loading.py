@@ -252,6 +252,8 @@ class Catalog:
     cohorts: list[Cohort]
     variant_ids: list[int]
     variant_pairs: list[tuple[int, int]]  # as variant ids, in their scored orientation
+    rater_ids: np.ndarray  # the database id of each dense rater index
+    pair_ids: np.ndarray  # the database id of each dense item (pair) index
 
 
 def study_votes(
@@ -303,8 +305,8 @@ def study_votes(
     decisive = (codes == A) | (codes == B)
     codes[flipped[:, None] & decisive] *= -1
 
-    _, rater = np.unique(loaded.rater_ids, return_inverse=True)
-    _, item = np.unique(loaded.pair_ids, return_inverse=True)
+    rater_ids, rater = np.unique(loaded.rater_ids, return_inverse=True)
+    pair_ids, item = np.unique(loaded.pair_ids, return_inverse=True)
     votes = StudyVotes(
         rater=rater.astype(np.intp),
         item=item.astype(np.intp),
@@ -318,6 +320,11 @@ def study_votes(
         variant_keys=variant_ids,
     )
     catalog = Catalog(
-        criteria=criteria, cohorts=cohorts, variant_ids=variant_ids, variant_pairs=variant_pairs
+        criteria=criteria,
+        cohorts=cohorts,
+        variant_ids=variant_ids,
+        variant_pairs=variant_pairs,
+        rater_ids=rater_ids,
+        pair_ids=pair_ids,
     )
     return votes, catalog

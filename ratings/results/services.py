@@ -30,7 +30,6 @@ from ratings.results.selectors import STATISTIC_FIELDS, scores_latest
 if TYPE_CHECKING:
     import numpy as np
 
-    from ratings.results.loading import LoadedVotes
     from ratings.results.statistics.study import CellFactions, StudyScores
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def scores_compute(*, study: Study, include_flagged: bool = False, seed: int = 0
         )
         computed_at = time.monotonic()
         with transaction.atomic():
-            _rows_store(run=run, result=result, catalog=catalog, loaded=loaded)
+            _rows_store(run=run, result=result, catalog=catalog)
             run.status = ScoreRun.Status.DONE
             run.computed_at = timezone.now()
             run.votes_covered = len(loaded.vote_ids)
@@ -102,14 +101,7 @@ def scores_compute(*, study: Study, include_flagged: bool = False, seed: int = 0
     return run
 
 
-def _rows_store(
-    *, run: ScoreRun, result: StudyScores, catalog: Catalog, loaded: LoadedVotes
-) -> None:
-    import numpy as np
-
-    # The dense rater and item indices of the statistics, as database ids.
-    rater_ids = np.unique(loaded.rater_ids)
-    pair_ids = np.unique(loaded.pair_ids)
+def _rows_store(*, run: ScoreRun, result: StudyScores, catalog: Catalog) -> None:
     scores = {}
     for key, cell in result.cells.items():
         cohort, criterion, pair = key
@@ -128,10 +120,10 @@ def _rows_store(
             count_b=cell.count_b,
             count_skip=cell.count_skip,
             **{name: getattr(cell, name) for name in STATISTIC_FIELDS},
-            dividing_pairs=_dividing_pairs(fitted, pair_ids) if fitted else [],
+            dividing_pairs=_dividing_pairs(fitted, catalog.pair_ids) if fitted else [],
         )
     Score.objects.bulk_create(scores.values(), batch_size=1000)
-    _factions_store(result=result, scores=scores, catalog=catalog, rater_ids=rater_ids)
+    _factions_store(result=result, scores=scores, catalog=catalog)
     coherence = []
     for (cohort, pair), cell in result.coherence.items():
         variant_a, variant_b = catalog.variant_pairs[pair]
@@ -183,7 +175,6 @@ def _factions_store(
     result: StudyScores,
     scores: dict[tuple[int, int, int], Score],
     catalog: Catalog,
-    rater_ids: np.ndarray,
 ) -> None:
     """Store the two factions of every cell where they were fitted, and who is in each."""
     factions, members = [], []
@@ -218,7 +209,7 @@ def _factions_store(
                 members.append(
                     FactionMember(
                         faction=faction,
-                        rater_id=int(rater_ids[fitted.raters[row]]),
+                        rater_id=int(catalog.rater_ids[fitted.raters[row]]),
                         posterior=float(min(1.0, max(0.0, fitted.fit.posterior[row]))),
                     )
                 )
