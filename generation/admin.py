@@ -127,7 +127,7 @@ class PromptBatchAdmin(admin.ModelAdmin):
     ]
     # A queued batch is a record of what was rendered; it changes only by cancel and retry.
     readonly_fields = fields
-    actions = ["cancel_batches", "retry_failed_images"]
+    actions = ["cancel_batches", "retry_failed_images", "resend_queued_images"]
 
     def get_queryset(self, request):
         return (
@@ -177,6 +177,21 @@ class PromptBatchAdmin(admin.ModelAdmin):
                 self.message_user(request, str(refusal), messages.WARNING)
         self.message_user(
             request, f"Queued {retried} failed image{pluralize(retried)} again.", messages.SUCCESS
+        )
+
+    @admin.action(
+        description="Send the queued images of the selected batches to the workers again",
+        permissions=["change"],
+    )
+    def resend_queued_images(self, request, queryset) -> None:
+        sent = 0
+        for batch in queryset:
+            try:
+                sent += services.batch_resend(batch=batch)
+            except services.BatchRefused as refusal:
+                self.message_user(request, str(refusal), messages.WARNING)
+        self.message_user(
+            request, f"Sent {sent} queued image{pluralize(sent)} again.", messages.SUCCESS
         )
 
 

@@ -1,4 +1,5 @@
-"""Services of prompt batches: queue one, cancel it, retry its failures, requeue stuck images."""
+"""Services of prompt batches: queue one, cancel it, retry its failures, send its queued images
+again, requeue stuck images."""
 
 from __future__ import annotations
 
@@ -245,3 +246,27 @@ def batch_retry_failed(*, batch: PromptBatch) -> int:
     batch.refresh_from_db(fields=["status", "finished_at"])
     logger.info("Queued %d failed images of batch %s again", retried, batch.pk)
     return retried
+
+
+def batch_resend(*, batch: PromptBatch) -> int:
+    """Send a message for every queued image of a batch again, now; return how many images.
+
+    By hand, for an operator who knows the broker lost messages and will not wait for the
+    periodic requeue (`images_requeue_stuck`). Safe however many messages are alive: a worker
+    renders an image only if its conditional claim wins, so each is rendered and stored once.
+    A cancelled batch is refused.
+    """
+    with transaction.atomic():
+        locked = PromptBatch.objects.select_for_update().get(pk=batch.pk)
+        if locked.status == PromptBatch.Status.CANCELLED:
+            raise BatchRefused(f"Batch {locked.pk} was cancelled; nothing was sent.")
+        queued = Image.objects.filter(prompt__batch_id=locked.pk, status=Image.Status.QUEUED)
+        seeds_by_prompt: dict[int, set[int]] = {}
+        sent = 0
+        for prompt_id, seed in queued.values_list("prompt_id", "seed"):
+            seeds_by_prompt.setdefault(prompt_id, set()).add(seed)
+            sent += 1
+        for prompt in Prompt.objects.filter(pk__in=seeds_by_prompt):
+            render_tasks_enqueue(prompt=prompt, seeds=sorted(seeds_by_prompt[prompt.pk]))
+    logger.info("Sent the %d queued images of batch %s to the render queue again", sent, batch.pk)
+    return sent

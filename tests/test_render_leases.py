@@ -4,6 +4,9 @@ claim's holder stores a render (issue 14)."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import random
 import threading
 import time
@@ -12,6 +15,7 @@ from datetime import timedelta
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from generation.batch_files import PromptRow
@@ -179,3 +183,26 @@ def test_two_requeues_at_once_release_a_lapsed_image_once(study, variants):
     for thread in threads:
         thread.join()
     assert sorted(counts)[-1] <= 2 and sum(counts) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_render_enqueue_sends_a_batchs_queued_images_to_the_workers_again(study, variants, broker):
+    rows = [PromptRow(1, "a harvest dance", "india", "festivals", (7, 8))]
+    batch = batch_queue(study=study, rows=rows, variants=variants, rng=random.Random(0))
+    assert render_messages_waiting() == 1  # sent on commit: one task for the two seeds
+    broker.flushdb()  # the broker restarted without persistence: the message is gone
+    Image.objects.filter(prompt__batch=batch, seed=8).update(status=Image.Status.FAILED)
+
+    out = io.StringIO()
+    call_command("render", batch=batch.pk, enqueue=True, stdout=out)
+    assert f"Sent 2 queued images of batch {batch.pk}" in out.getvalue()
+    # One message again, for the queued seed only (failed images wait for a retry).
+    assert render_messages_waiting() == 1
+    body = json.loads(broker.lindex(RENDER_QUEUE, 0))
+    assert base64.b64decode(body["body"]).startswith(
+        json.dumps([[batch.prompts.get().pk, [7]]]).encode()[:-1]
+    )
+
+    PromptBatch.objects.filter(pk=batch.pk).update(status=PromptBatch.Status.CANCELLED)
+    with pytest.raises(CommandError, match="was cancelled"):
+        call_command("render", batch=batch.pk, enqueue=True, stdout=io.StringIO())

@@ -33,7 +33,7 @@ def _prepare_environment(sender: Celery, **kwargs) -> None:
 app.autodiscover_tasks()
 # The task modules inside the apps' packages (their tasks keep their first names, such as
 # `ratings.tasks.scores_compute_task`, which the routes and queued messages use).
-app.autodiscover_tasks(["ratings.results", "generation.rendering"])
+app.autodiscover_tasks(["ratings.results", "ratings.entry", "generation.rendering"])
 
 
 @app.on_after_configure.connect

@@ -226,6 +226,7 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.render_prompt": {"queue": "gpu"},
     "generation.tasks.requeue_stuck_images": {"queue": "default"},
     "ratings.tasks.scores_compute_task": {"queue": "default"},
+    "ratings.entry.tasks.entry_windows_purge_task": {"queue": "default"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("POLYPHONY_TASK_SOFT_TIME_LIMIT", 1800, minimum=1)
@@ -249,6 +250,11 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-stuck-images": {
         "task": "generation.tasks.requeue_stuck_images",
         "schedule": env.int("POLYPHONY_STUCK_CHECK_SECONDS", 30, minimum=1),
+    },
+    # The rate limits' counts of windows that have passed (hashed addresses among them).
+    "purge-entry-windows": {
+        "task": "ratings.entry.tasks.entry_windows_purge_task",
+        "schedule": 600,
     },
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -357,8 +363,8 @@ CONTENT_SECURITY_POLICY = {
 }
 
 # New panel raters (a panel id never seen) per client address per hour, and per study per
-# minute; 0 turns a limit off. Counted in the cache: set CACHE_URL (Redis) so that every
-# process counts together.
+# minute; 0 turns a limit off. Counted in PostgreSQL (ratings.EntryWindow), so every process
+# and server counts together.
 POLYPHONY_PANEL_NEW_RATERS_PER_ADDRESS_PER_HOUR = env.int(
     "POLYPHONY_PANEL_NEW_RATERS_PER_ADDRESS_PER_HOUR", 10, minimum=0
 )

@@ -9,13 +9,12 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext
@@ -26,6 +25,7 @@ from ratings.models import (
     Cohort,
     CohortProposal,
     ConsentDecline,
+    EntryWindow,
     Participation,
     Rater,
     Study,
@@ -162,22 +162,40 @@ def panel_link_check(*, study: Study, panel_id: str, panel_study_id: str) -> Non
 
 
 def _window_count(key: str, seconds: int) -> int:
-    """Count one more event under `key` in the current window of `seconds`; return the count."""
-    window = int(time.time() // seconds)
-    full_key = f"polyphony:entry:{key}:{seconds}:{window}"
-    cache.add(full_key, 0, timeout=seconds + 5)
-    try:
-        return cache.incr(full_key)
-    except ValueError:  # expired between add and incr
-        cache.add(full_key, 1, timeout=seconds + 5)
-        return 1
+    """Count one more event under `key` in the current window of `seconds`; return the count.
+
+    One atomic upsert in PostgreSQL: every process and server counts together, and two
+    events at once are two counts.
+    """
+    now = time.time()
+    start = now - now % seconds
+    window_start = datetime.fromtimestamp(start, tz=UTC)
+    expires_at = datetime.fromtimestamp(start + seconds, tz=UTC)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO ratings_entrywindow (key, window_start, expires_at, count)
+            VALUES (%s, %s, %s, 1)
+            ON CONFLICT (key, window_start)
+            DO UPDATE SET count = ratings_entrywindow.count + 1
+            RETURNING count
+            """,
+            [key[:120], window_start, expires_at],
+        )
+        return cursor.fetchone()[0]
+
+
+def entry_windows_purge(*, now: datetime | None = None) -> int:
+    """Delete the counts of windows that have passed; return how many rows went."""
+    deleted, _ = EntryWindow.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    return deleted
 
 
 def panel_rater_rate_check(*, study: Study, panel_id: str, address: str | None) -> None:
     """Refuse a new panel rater past the limits per address and per study (429).
 
     Only a panel id never seen counts: a rater coming back resumes whatever the limits. The
-    address is kept only as a hash in the cache, for the window.
+    address is kept only as a keyed hash, for the window (see EntryWindow).
     """
     if Rater.objects.filter(panel_id=panel_id).exists():
         return

@@ -4,6 +4,7 @@
 refer to them as `ratings.models.…`.
 """
 
+from ratings.models.admission import EntryWindow
 from ratings.models.cohorts import Cohort, CohortQuerySet, validate_cohort_path
 from ratings.models.pairs import Assignment, AssignmentKind, Pair, PairCoverage, Side
 from ratings.models.raters import (
@@ -37,6 +38,7 @@ __all__ = [
     "CohortQuerySet",
     "ConsentDecline",
     "Criterion",
+    "EntryWindow",
     "Faction",
     "FactionMember",
     "Pair",

@@ -1,4 +1,5 @@
-"""Render a batch in this process, without Celery: `render --batch ID`, with a progress bar."""
+"""Render a batch by hand: in this process without Celery (`render --batch ID`, with a progress
+bar), or by sending its queued images to the render workers again (`--enqueue`)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,44 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from generation import services as batch_services
 from generation.models import Image, PromptBatch
 from generation.rendering import services
 
 
 class Command(BaseCommand):
-    help = "Render every queued image of a batch in this process, for one machine with no broker."
+    help = (
+        "Render every queued image of a batch in this process, for one machine with no broker; "
+        "with --enqueue, send them to the render workers again instead."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--batch", type=int, required=True, help="the batch id")
         parser.add_argument("--device", default="", help="cuda, mps or cpu (default: best)")
         parser.add_argument("--batch-size", type=int, default=0, help="seeds per pipeline call")
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="send the batch's queued images to the render workers again (a message each "
+            "chunk), rather than render them here; for messages the broker lost",
+        )
 
-    def handle(self, *args, batch: int, device: str, batch_size: int, **options) -> None:
-        from generation.pipeline import Renderer
-
+    def handle(
+        self, *args, batch: int, device: str, batch_size: int, enqueue: bool, **options
+    ) -> None:
         try:
             target = PromptBatch.objects.get(pk=batch)
         except PromptBatch.DoesNotExist as exc:
             raise CommandError(f"No batch with id {batch}.") from exc
+        if enqueue:
+            try:
+                sent = batch_services.batch_resend(batch=target)
+            except batch_services.BatchRefused as refusal:
+                raise CommandError(str(refusal)) from refusal
+            self.stdout.write(f"Sent {sent} queued images of batch {batch} to the render workers.")
+            return
+        from generation.pipeline import Renderer
+
         images = Image.objects.filter(prompt__batch=target)
         total = images.filter(status=Image.Status.QUEUED).count()
         if not total:
