@@ -5,10 +5,11 @@ database; a resent vote goes on, different answers get a true 409; control chara
 from __future__ import annotations
 
 import json
+import socket
 import threading
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import close_old_connections, connection, connections
 from django.urls import reverse
 
 from ratings.models import Assignment, Participation, Vote
@@ -116,6 +117,14 @@ def test_control_characters_are_refused_with_400_and_store_nothing(
     assert client.post(VOTE, {"assignment": assignment, **fine}, **JSON).status_code == 200
 
 
+def _backend_terminate(pid: int) -> None:
+    """End one PostgreSQL backend from another connection, as a restart or an admin would."""
+    with connections.create_connection("default").cursor() as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        other.connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_vote_stored_before_the_next_pair_failed_is_resent_to_the_next_pair(
     study, pair_factory, rater_india, monkeypatch
 ):
@@ -126,13 +135,14 @@ def test_a_vote_stored_before_the_next_pair_failed_is_resent_to_the_next_pair(
     assignment = served_assignment_id(client.get(RATE).content.decode())
     data = {"assignment": assignment, **form_answers(SCREEN_ANSWERS)}
     reserve = voting_services.rating_next
-    failures = []
+    terminated = []
 
     def database_restarts_once(**kwargs):
-        # The fault: the database goes away between the vote and the next reservation.
-        if not failures:
-            failures.append(1)
-            raise OperationalError("terminating connection due to administrator command")
+        # The fault, for real: PostgreSQL ends this request's connection after the vote was
+        # stored and before the next pair is reserved.
+        if not terminated:
+            terminated.append(connection.connection.info.backend_pid)
+            _backend_terminate(terminated[0])
         return reserve(**kwargs)
 
     monkeypatch.setattr(voting_services, "rating_next", database_restarts_once)
@@ -140,6 +150,9 @@ def test_a_vote_stored_before_the_next_pair_failed_is_resent_to_the_next_pair(
     assert first.status_code == 503
     assert int(first["Retry-After"]) >= 1
     assert "try again" in json.loads(first.content)["error"]
+    # What the end of a request does in a server: a broken connection is dropped.
+    close_old_connections()
+    assert connection.connection is None or connection.connection.info.backend_pid not in terminated
     assert Vote.objects.filter(rater=rater_india).count() == 1  # it was stored
 
     again = client.post(VOTE, data, **JSON)
@@ -148,20 +161,40 @@ def test_a_vote_stored_before_the_next_pair_failed_is_resent_to_the_next_pair(
     assert Vote.objects.filter(rater=rater_india).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_vote_when_the_database_is_away_gets_503_not_an_html_500(
-    study, pair_factory, rater_india, monkeypatch
+    study, pair_factory, rater_india, tmp_path
 ):
     _study(study)
     pair_factory()
     client = client_for(rater_india)
     assignment = served_assignment_id(client.get(RATE).content.decode())
+    data = {"assignment": assignment, **form_answers(SCREEN_ANSWERS)}
 
-    def database_away(*args, **kwargs):
-        raise OperationalError("connection to server failed: Connection refused")
-
-    monkeypatch.setattr(voting_services, "_served_open", database_away)
-    response = client.post(VOTE, {"assignment": assignment, **form_answers(SCREEN_ANSWERS)}, **JSON)
+    # The database away, for real: the connection is closed and the server's address leads
+    # nowhere (a socket folder with no server, or a port nobody listens on).
+    settings_dict = connection.settings_dict
+    saved = dict(settings_dict)
+    connection.close()
+    if settings_dict["HOST"].startswith("/"):
+        settings_dict["HOST"] = str(tmp_path)
+    else:
+        settings_dict["PORT"] = _closed_port()
+    try:
+        response = client.post(VOTE, data, **JSON)
+    finally:
+        connection.close()
+        settings_dict.update(saved)
     assert response.status_code == 503
     assert response["Content-Type"] == "application/json"
     assert response["Retry-After"]
     assert not Vote.objects.exists()
+    # Back: the same vote is stored once.
+    assert client.post(VOTE, data, **JSON).status_code == 200
+    assert Vote.objects.count() == 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
