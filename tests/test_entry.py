@@ -217,6 +217,15 @@ def test_a_sign_up_link_used_again_after_the_account_exists_makes_nothing(study)
     assert "_auth_user_id" not in other.session
 
 
+def test_the_sign_up_page_and_its_mail_speak_the_raters_language(db):
+    client = Client(HTTP_ACCEPT_LANGUAGE="es")
+    page = client.post(reverse("signup"), {"email": "asha@example.org"}).content.decode()
+    assert "Enviamos un enlace a <strong>asha@example.org</strong>" in page
+    (message,) = mail.outbox
+    assert message.subject == "Termina de registrarte en Polyphony"
+    assert "El enlace es válido durante 24 horas." in message.body
+
+
 def test_login_page_links_to_sign_up_with_the_same_next(study):
     response = Client().get(_start(study), follow=True)
     page = response.content.decode()
