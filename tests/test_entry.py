@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.core import mail, signing
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -27,6 +29,7 @@ from ratings.entry.services import (
     rater_from_panel,
     rater_sign_up,
 )
+from ratings.entry.signup import signup_link_make
 from ratings.models import (
     Cohort,
     CohortProposal,
@@ -52,22 +55,48 @@ def _consented_client(study, user: User) -> Client:
     return client
 
 
+def _mailed_link(email: str) -> str:
+    """Return the path of the sign-up link in the last mail, which went to `email`."""
+    message = mail.outbox[-1]
+    assert message.to == [email]
+    return re.search(r"https?://testserver(/accounts/signup/[^/\s]+/)", message.body).group(1)
+
+
 def _sign_up(client: Client, email: str, *, next_url: str = "", password: str = "ripe mango 4172"):
-    return client.post(
-        reverse("signup"),
-        {"email": email, "password1": password, "password2": password, "next": next_url},
-    )
+    """Sign up the whole way: ask for a link, open it from the mail, choose a password."""
+    asked = client.post(reverse("signup"), {"email": email, "next": next_url})
+    assert asked.status_code == 200
+    return client.post(_mailed_link(email), {"password1": password, "password2": password})
+
+
+@pytest.fixture(autouse=True)
+def _no_mail_limits(settings):
+    # Every test here signs up from one address; the limits have tests of their own.
+    settings.POLYPHONY_SIGNUP_MAILS_PER_ADDRESS_PER_HOUR = 0
+    settings.POLYPHONY_SIGNUP_MAILS_PER_EMAIL_PER_HOUR = 0
 
 
 # Sign-up and sign-in
 
 
-def test_sign_up_creates_a_user_and_rater_signs_in_and_lands_on_consent(study):
+def test_sign_up_mails_a_link_then_makes_the_user_and_rater_signs_in_and_lands_on_consent(study):
     client = Client()
     page = client.get(reverse("signup"), {"next": _start(study)})
     assert "You are invited to take part in <strong>Test study</strong>" in page.content.decode()
+    assert 'name="password1"' not in page.content.decode()  # only the email is asked
 
-    response = _sign_up(client, "Meera@Example.org", next_url=_start(study))
+    asked = client.post(reverse("signup"), {"email": "Meera@Example.org", "next": _start(study)})
+    assert "We sent a link to <strong>Meera@example.org</strong>" in asked.content.decode()
+    assert not User.objects.exists()  # nothing is stored before the link is opened
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].subject == "Finish signing up to Polyphony"
+
+    link = _mailed_link("Meera@example.org")
+    opened = client.get(link)
+    assert opened.status_code == 200
+    assert "Test study" in opened.content.decode()
+    assert "Meera@example.org" in opened.content.decode()
+    response = client.post(link, {"password1": "ripe mango 4172", "password2": "ripe mango 4172"})
     assert response.status_code == 302
     assert response.url == _start(study)
     assert client.get(response.url).url == reverse("ratings:consent", args=[study.slug])
@@ -78,19 +107,31 @@ def test_sign_up_creates_a_user_and_rater_signs_in_and_lands_on_consent(study):
     assert client.session["_auth_user_id"] == str(user.pk)
 
 
-def test_sign_up_refuses_an_email_taken_in_another_letter_case(study):
+def test_sign_up_with_an_email_taken_in_another_letter_case_mails_its_owner_and_makes_nothing(
+    study,
+):
     _sign_up(Client(), "meera@example.org")
-    response = _sign_up(Client(), "MEERA@example.ORG", next_url=_start(study))
+    mail.outbox.clear()
+    response = Client().post(
+        reverse("signup"), {"email": "MEERA@example.ORG", "next": _start(study)}
+    )
     assert response.status_code == 200
-    assert "There is already an account with this email." in response.content.decode()
+    assert "We sent a link to" in response.content.decode()
+    assert "already" not in response.content.decode()
+    (message,) = mail.outbox
+    assert message.subject == "You already have a Polyphony account"
+    assert "/accounts/signup/" not in message.body  # no link to make a second account
+    assert f"/accounts/login/?next={_start(study).replace('/', '%2F')}" in message.body
+    assert "/accounts/password_reset/" in message.body
     assert User.objects.count() == 1
 
 
-def test_sign_up_refuses_an_email_an_admin_gave_another_user(outsider):
+def test_sign_up_with_an_email_an_admin_gave_another_user_mails_that_it_is_taken(outsider):
     outsider.email = "otto@example.org"
     outsider.save()
-    response = _sign_up(Client(), "Otto@Example.org")
-    assert "There is already an account with this email." in response.content.decode()
+    response = Client().post(reverse("signup"), {"email": "Otto@Example.org"})
+    assert response.status_code == 200
+    assert mail.outbox[0].subject == "You already have a Polyphony account"
     with pytest.raises(EmailTaken):
         rater_sign_up(email="OTTO@example.org", password="ripe mango 4172")
 
@@ -104,8 +145,10 @@ def test_sign_up_refuses_an_email_an_admin_gave_another_user(outsider):
     ],
 )
 def test_sign_up_applies_the_password_validators(db, password, again, message):
-    response = Client().post(
-        reverse("signup"), {"email": "asha@example.org", "password1": password, "password2": again}
+    client = Client()
+    client.post(reverse("signup"), {"email": "asha@example.org"})
+    response = client.post(
+        _mailed_link("asha@example.org"), {"password1": password, "password2": again}
     )
     assert response.status_code == 200
     assert message in response.content.decode()
@@ -117,11 +160,78 @@ def test_sign_up_does_not_follow_a_next_to_another_site(db):
     assert response.url == reverse("ratings:home")
 
 
+def test_an_expired_sign_up_link_is_refused_with_a_way_to_ask_again(study, monkeypatch):
+    past = time.time() - 25 * 3600  # the link holds for 24 hours by default
+    with monkeypatch.context() as patched:
+        patched.setattr(signing.time, "time", lambda: past)
+        token = signup_link_make(email="asha@example.org", next_url=_start(study))
+    link = reverse("signup_finish", args=[token])
+    client = Client()
+    for response in (
+        client.get(link),
+        client.post(link, {"password1": "ripe mango 4172", "password2": "ripe mango 4172"}),
+    ):
+        assert response.status_code == 410
+        page = response.content.decode()
+        assert "This sign-up link has expired." in page
+        assert f'action="{reverse("signup")}"' in page
+        assert 'value="asha@example.org"' in page and f'value="{_start(study)}"' in page
+    assert not User.objects.exists()
+
+    again = client.post(reverse("signup"), {"email": "asha@example.org", "next": _start(study)})
+    assert again.status_code == 200
+    assert client.get(_mailed_link("asha@example.org")).status_code == 200
+
+
+@pytest.mark.parametrize("alter", ["character", "salt"])
+def test_an_altered_sign_up_link_is_refused_and_makes_nothing(db, alter):
+    token = signup_link_make(email="asha@example.org")
+    if alter == "character":
+        token = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
+    else:  # signed by the same key for another purpose
+        token = signing.dumps({"email": "asha@example.org", "next": ""})
+    link = reverse("signup_finish", args=[token])
+    response = Client().post(link, {"password1": "ripe mango 4172", "password2": "ripe mango 4172"})
+    assert response.status_code == 400
+    assert "This sign-up link is not valid." in response.content.decode()
+    assert f'href="{reverse("signup")}"' in response.content.decode()
+    assert not User.objects.exists()
+
+
+def test_a_sign_up_link_used_again_after_the_account_exists_makes_nothing(study):
+    client = Client()
+    client.post(reverse("signup"), {"email": "asha@example.org", "next": _start(study)})
+    link = _mailed_link("asha@example.org")
+    passwords = {"password1": "ripe mango 4172", "password2": "ripe mango 4172"}
+    assert client.post(link, passwords).status_code == 302
+    user = User.objects.get()
+
+    other = Client()
+    for response in (other.get(link), other.post(link, {**passwords, "password1": "x"})):
+        assert response.status_code == 409
+        page = response.content.decode()
+        assert "This email address already has an account" in page
+        assert f'href="{reverse("login")}?next={_start(study)}"' in page
+    assert list(User.objects.all()) == [user]
+    assert user.check_password("ripe mango 4172")
+    assert "_auth_user_id" not in other.session
+
+
+def test_the_sign_up_page_and_its_mail_speak_the_raters_language(db):
+    client = Client(HTTP_ACCEPT_LANGUAGE="es")
+    page = client.post(reverse("signup"), {"email": "asha@example.org"}).content.decode()
+    assert "Enviamos un enlace a <strong>asha@example.org</strong>" in page
+    (message,) = mail.outbox
+    assert message.subject == "Termina de registrarte en Polyphony"
+    assert "El enlace es válido durante 24 horas." in message.body
+
+
 def test_login_page_links_to_sign_up_with_the_same_next(study):
     response = Client().get(_start(study), follow=True)
     page = response.content.decode()
     assert response.redirect_chain[-1][0].startswith(reverse("login"))
     assert f'href="{reverse("signup")}?next=/s/test-study/"' in page
+    assert f'href="{reverse("password_reset")}"' in page
 
 
 def test_a_rater_who_signed_up_signs_in_with_their_email_in_any_case(study):
@@ -256,10 +366,16 @@ def test_invite_sends_a_newcomer_to_sign_up_and_then_into_the_study_counting_one
     assert response.url == f"{reverse('signup')}?next={link.replace('/', '%2F')}"
     assert "Test study" in client.get(response.url).content.decode()
 
-    signed_up = _sign_up(client, "asha@example.org", next_url=link)
+    client.post(reverse("signup"), {"email": "asha@example.org", "next": link})
+    # The mailed link may open in another browser: where to go next travels in the link.
+    mail_reader = Client()
+    signed_up = mail_reader.post(
+        _mailed_link("asha@example.org"),
+        {"password1": "ripe mango 4172", "password2": "ripe mango 4172"},
+    )
     assert signed_up.url == link
-    assert client.get(link).url == _start(study)
-    assert client.get(link).url == _start(study)  # opened again: no second use
+    assert mail_reader.get(link).url == _start(study)
+    assert mail_reader.get(link).url == _start(study)  # opened again: no second use
     invite.refresh_from_db()
     assert invite.uses == 1
     assert Participation.objects.filter(study=study, rater__user__email="asha@example.org").exists()

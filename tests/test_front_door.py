@@ -4,6 +4,8 @@ passwords, formula cells in CSV, refusals by size, the API's 401, the deployment
 from __future__ import annotations
 
 import os
+import re
+import smtplib
 import socket
 import subprocess
 import sys
@@ -13,13 +15,15 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import User
+from django.core import mail
 from django.core.cache import cache
+from django.core.mail.backends.base import BaseEmailBackend
 from django.test import Client
 from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from generation.models import Prompt
-from ratings.entry.forms import SignUpForm
+from ratings.entry.forms import SignUpFinishForm
 from ratings.models import Participation, Rater, Study
 from tests.rating_pages import SCREEN_ANSWERS, client_for, form_answers, served_assignment_id
 
@@ -167,11 +171,141 @@ def test_a_signed_in_researcher_opening_a_panel_link_is_asked_not_switched(study
 
 @pytest.mark.parametrize("password", ["8274619305521", "someone@example.org", "someone.example"])
 def test_weak_passwords_are_refused_at_sign_up(db, password):
-    form = SignUpForm(
-        {"email": "someone@example.org", "password1": password, "password2": password}
+    form = SignUpFinishForm(
+        {"password1": password, "password2": password}, email="someone@example.org"
     )
     assert not form.is_valid()
     assert not User.objects.exists()
+
+
+def _alike(body: str, email: str) -> str:
+    """Return the page without what differs between any two answers: the address it echoes,
+    and the CSRF token and CSP nonce that every response draws afresh."""
+    body = body.replace(email, "EMAIL")
+    body = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', 'name="csrfmiddlewaretoken"', body)
+    return re.sub(r' nonce="[^"]+"', "", body)
+
+
+def _link_in(message, path_start: str) -> str:
+    return re.search(rf"https?://testserver({path_start}\S*)", message.body).group(1)
+
+
+def test_sign_up_answers_a_known_and_an_unknown_email_alike_and_mails_each_once(db):
+    User.objects.create_user("known@example.org", "known@example.org", "ripe mango 4172")
+    answers = {}
+    for email in ("known@example.org", "unknown@example.org"):
+        mail.outbox.clear()
+        response = Client().post(reverse("signup"), {"email": email, "next": "/"})
+        (message,) = mail.outbox
+        assert message.to == [email]
+        answers[email] = response, message
+    (known, known_mail), (unknown, unknown_mail) = answers.values()
+    assert known.status_code == unknown.status_code == 200
+    # The page's templates (the mail's, rendered in the same request, are its own).
+    pages = [[t.name for t in r.templates if t.name.endswith(".html")] for r in (known, unknown)]
+    assert pages[0] == pages[1] and pages[0][0] == "registration/signup_sent.html"
+    assert sorted(known.headers) == sorted(unknown.headers)
+    known_page = _alike(known.content.decode(), "known@example.org")
+    assert known_page == _alike(unknown.content.decode(), "unknown@example.org")
+    assert "We sent a link to <strong>EMAIL</strong>" in known_page
+    assert "valid for 24 hours" in known_page and "spam" in known_page
+    # Only the mail tells its owner which: a link to finish, or sign-in and reset links.
+    assert _link_in(unknown_mail, "/accounts/signup/")
+    assert "/accounts/signup/" not in known_mail.body
+    assert _link_in(known_mail, "/accounts/password_reset/") == reverse("password_reset")
+    assert _link_in(known_mail, "/accounts/login/") == reverse("login") + "?next=%2F"
+    assert User.objects.count() == 1
+
+
+def test_sign_up_mails_past_the_limit_per_client_address_are_not_sent_yet_answered_alike(
+    db, settings, caplog
+):
+    settings.POLYPHONY_SIGNUP_MAILS_PER_ADDRESS_PER_HOUR = 2
+    settings.POLYPHONY_SIGNUP_MAILS_PER_EMAIL_PER_HOUR = 0
+    pages = []
+    for n in range(3):
+        response = Client(REMOTE_ADDR="203.0.113.7").post(
+            reverse("signup"), {"email": f"rater{n}@example.org"}
+        )
+        assert response.status_code == 200
+        pages.append(_alike(response.content.decode(), f"rater{n}@example.org"))
+    assert [message.to for message in mail.outbox] == [
+        ["rater0@example.org"],
+        ["rater1@example.org"],
+    ]
+    assert pages[2] == pages[0]
+    assert "Account mail not sent: over 2 this hour from one client address" in caplog.text
+    Client(REMOTE_ADDR="203.0.113.8").post(reverse("signup"), {"email": "rater3@example.org"})
+    assert mail.outbox[-1].to == ["rater3@example.org"]  # another address is not held back
+
+
+def test_sign_up_mails_past_the_limit_per_email_are_not_sent_whether_known_or_not(db, settings):
+    settings.POLYPHONY_SIGNUP_MAILS_PER_ADDRESS_PER_HOUR = 0
+    settings.POLYPHONY_SIGNUP_MAILS_PER_EMAIL_PER_HOUR = 1
+    User.objects.create_user("known@example.org", "known@example.org", "ripe mango 4172")
+    for email in ("known@example.org", "KNOWN@example.org", "new@example.org", "new@example.org"):
+        response = Client().post(reverse("signup"), {"email": email})
+        assert response.status_code == 200
+        assert "We sent a link to" in response.content.decode()
+    assert [message.to for message in mail.outbox] == [["known@example.org"], ["new@example.org"]]
+
+
+class RefusingMailServer(BaseEmailBackend):
+    def send_messages(self, messages):
+        raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+
+
+def test_a_mail_server_that_refuses_gets_the_same_503_for_every_address(db, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingMailServer"
+    User.objects.create_user("known@example.org", "known@example.org", "ripe mango 4172")
+    pages = set()
+    for email in ("known@example.org", "new@example.org"):
+        response = Client().post(reverse("signup"), {"email": email})
+        assert response.status_code == 503
+        pages.add(_alike(response.content.decode(), email))
+    assert len(pages) == 1
+    assert "We could not send the email just now" in pages.pop()
+
+
+def test_the_reset_link_of_the_known_address_mail_lets_the_owner_set_a_new_password(db):
+    User.objects.create_user("meera@example.org", "meera@example.org", "ripe mango 4172")
+    client = Client()
+    client.post(reverse("signup"), {"email": "Meera@example.org"})
+    reset = _link_in(mail.outbox[0], "/accounts/password_reset/")
+    page = client.get(reset).content.decode()
+    assert 'class="narrow"' in page and "Reset your password" in page  # the site's own look
+    assert client.post(reset, {"email": "meera@example.org"}).url == reverse("password_reset_done")
+
+    confirm = _link_in(mail.outbox[1], "/accounts/password_reset/")
+    assert mail.outbox[1].subject == "Reset your Polyphony password"
+    form = client.get(confirm, follow=True)
+    assert 'name="new_password1"' in form.content.decode()
+    new_password = {"new_password1": "green kiwi 9035", "new_password2": "green kiwi 9035"}
+    changed = client.post(form.redirect_chain[-1][0], new_password)
+    assert changed.url == reverse("password_reset_complete")
+    assert "You can sign in with it now" in client.get(changed.url).content.decode()
+
+    old = Client().post(
+        reverse("login"), {"username": "meera@example.org", "password": "ripe mango 4172"}
+    )
+    assert old.status_code == 200 and "_auth_user_id" not in old.wsgi_request.session
+    signed_in = Client()
+    answer = signed_in.post(
+        reverse("login"), {"username": "Meera@example.org", "password": "green kiwi 9035"}
+    )
+    assert answer.status_code == 302
+    assert signed_in.session["_auth_user_id"] == str(User.objects.get().pk)
+
+
+def test_the_password_reset_form_answers_a_known_and_an_unknown_email_alike(db, settings):
+    settings.POLYPHONY_SIGNUP_MAILS_PER_EMAIL_PER_HOUR = 1
+    User.objects.create_user("known@example.org", "known@example.org", "ripe mango 4172")
+    for email in ("known@example.org", "unknown@example.org", "known@example.org"):
+        response = Client().post(reverse("password_reset"), {"email": email})
+        assert response.status_code == 302
+        assert response.url == reverse("password_reset_done")
+    # One mail: the unknown address gets none, and the second ask is past the limit per email.
+    assert [message.to for message in mail.outbox] == [["known@example.org"]]
 
 
 # CSV exports.

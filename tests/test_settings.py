@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 GOOD_KEY = "k" * 50
 
@@ -122,6 +124,24 @@ def _setting_with_var_dir(var_dir: Path, name: str, **environ: str) -> str:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
+
+
+@pytest.mark.parametrize("port", ["smtp", "0", "70000"])
+def test_an_email_port_that_is_not_a_port_stops_the_start(port):
+    result = _check(DEBUG="false", SECRET_KEY=GOOD_KEY, EMAIL_PORT=port)
+    assert result.returncode != 0
+    assert "polyphony.E008" in result.stderr
+    assert "EMAIL_PORT must be" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_demo_writes_its_mails_to_var_mail_when_no_mail_server_is_set(tmp_path):
+    environ = {"DEBUG": "true", "EMAIL_HOST": "", "EMAIL_BACKEND": ""}
+    backend = _setting_with_var_dir(tmp_path, "EMAIL_BACKEND", **environ)
+    assert backend == "django.core.mail.backends.filebased.EmailBackend"
+    assert _setting_with_var_dir(tmp_path, "EMAIL_FILE_PATH", **environ) == str(tmp_path / "mail")
+    production = _setting_with_var_dir(tmp_path, "EMAIL_BACKEND", EMAIL_HOST="")
+    assert production == "django.core.mail.backends.smtp.EmailBackend"
 
 
 def test_var_env_is_read_and_the_environment_wins_over_it(tmp_path):

@@ -16,6 +16,10 @@ SETTING_CHECK_IDS = {
     "DATABASE_URL": "polyphony.E003",
     "CELERY_BROKER_URL": "polyphony.E004",
     "S3_BUCKET": "polyphony.E005",
+    "EMAIL_BACKEND": "polyphony.E008",
+    "EMAIL_PORT": "polyphony.E008",
+    "EMAIL_USE_TLS": "polyphony.E008",
+    "EMAIL_TIMEOUT": "polyphony.E008",
 }
 SUPPORTED_BROKER_SCHEMES = ("filesystem", "redis", "rediss", "amqp", "amqps")
 

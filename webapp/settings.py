@@ -372,6 +372,42 @@ POLYPHONY_PANEL_NEW_RATERS_PER_STUDY_PER_MINUTE = env.int(
     "POLYPHONY_PANEL_NEW_RATERS_PER_STUDY_PER_MINUTE", 60, minimum=0
 )
 
+# Sign-up is verified by email: the emailed link to finish it holds for this many hours. Sign-up
+# mails per client address and per email address per hour; 0 turns a limit off. Past a limit the
+# page answers as if a mail was sent, and sends none. Counted like the panel limits above.
+POLYPHONY_SIGNUP_LINK_HOURS = env.int("POLYPHONY_SIGNUP_LINK_HOURS", 24, minimum=1)
+POLYPHONY_SIGNUP_MAILS_PER_ADDRESS_PER_HOUR = env.int(
+    "POLYPHONY_SIGNUP_MAILS_PER_ADDRESS_PER_HOUR", 20, minimum=0
+)
+POLYPHONY_SIGNUP_MAILS_PER_EMAIL_PER_HOUR = env.int(
+    "POLYPHONY_SIGNUP_MAILS_PER_EMAIL_PER_HOUR", 3, minimum=0
+)
+
+# Email (sign-up links, password resets): SMTP from the environment. With DEBUG on and neither
+# EMAIL_BACKEND nor EMAIL_HOST set, mails are written as files under var/mail/, so the demo's
+# sign-up works offline. Mail is sent while the page waits: EMAIL_TIMEOUT bounds the wait.
+EMAIL_HOST = env.str("EMAIL_HOST") or "localhost"
+EMAIL_PORT = env.int("EMAIL_PORT", 25, minimum=1)
+if EMAIL_PORT > 65535:
+    env.error("EMAIL_PORT", f"EMAIL_PORT must be a port number (1 to 65535), got {EMAIL_PORT}.")
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL") or "Polyphony <polyphony@localhost>"
+EMAIL_BACKEND = env.str("EMAIL_BACKEND")
+if not EMAIL_BACKEND and DEBUG and not env.str("EMAIL_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = VAR_DIR / "mail"
+elif not EMAIL_BACKEND:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+elif "." not in EMAIL_BACKEND:
+    env.error(
+        "EMAIL_BACKEND",
+        "EMAIL_BACKEND must be the dotted path of a Django email backend, e.g. "
+        f"django.core.mail.backends.smtp.EmailBackend, got {EMAIL_BACKEND!r}.",
+    )
+
 # Request bodies larger than this are refused (413) before anything reads them.
 POLYPHONY_MAX_REQUEST_BYTES = env.int("POLYPHONY_MAX_REQUEST_BYTES", 20 * 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = min(POLYPHONY_MAX_REQUEST_BYTES, 20 * 1024 * 1024)

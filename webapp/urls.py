@@ -19,6 +19,24 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/signup/", entry_views.sign_up, name="signup"),
+    path("accounts/signup/<str:token>/", entry_views.sign_up_finish, name="signup_finish"),
+    # Django's password reset, with Polyphony's pages (templates/registration/password_reset_*).
+    path("accounts/password_reset/", entry_views.PasswordReset.as_view(), name="password_reset"),
+    path(
+        "accounts/password_reset/done/",
+        auth_views.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "accounts/password_reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "accounts/password_reset/complete/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     # Local media; with S3 the storage hands out its own URLs and this route goes unused.

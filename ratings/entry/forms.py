@@ -7,7 +7,6 @@ from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.forms.boundfield import BoundWidget
 from django.http import QueryDict
 from django.utils.translation import gettext_lazy as _
@@ -90,15 +89,26 @@ class CohortChoiceForm(forms.Form):
 
 
 class SignUpForm(forms.Form):
+    """The first step of sign-up: the email address that the link to finish it is sent to."""
+
     email = forms.EmailField(
         label=_("Email"),
         max_length=150,
         widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
     )
+
+    def clean_email(self) -> str:
+        # Whether the address has an account is never told here: the mail tells its owner.
+        return get_user_model().objects.normalize_email(self.cleaned_data["email"].strip())
+
+
+class SignUpFinishForm(forms.Form):
+    """The last step of sign-up, on the page the emailed link opens: the password."""
+
     password1 = forms.CharField(
         label=_("Password"),
         strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password", "autofocus": True}),
         help_text=password_validation.password_validators_help_text_html,
     )
     password2 = forms.CharField(
@@ -107,17 +117,11 @@ class SignUpForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
-    error_messages = {
-        "email_taken": _("There is already an account with this email. Sign in instead."),
-        "password_mismatch": _("The two passwords differ."),
-    }
+    error_messages = {"password_mismatch": _("The two passwords differ.")}
 
-    def clean_email(self) -> str:
-        email = get_user_model().objects.normalize_email(self.cleaned_data["email"].strip())
-        users = get_user_model().objects
-        if users.filter(Q(email__iexact=email) | Q(username__iexact=email)).exists():
-            raise ValidationError(self.error_messages["email_taken"], code="email_taken")
-        return email
+    def __init__(self, *args, email: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -128,9 +132,8 @@ class SignUpForm(forms.Form):
                 ValidationError(self.error_messages["password_mismatch"], code="password_mismatch"),
             )
         elif password1:
-            email = cleaned.get("email", "")
             # Validators such as attribute similarity compare the password with the new user.
-            user = get_user_model()(username=email.lower(), email=email)
+            user = get_user_model()(username=self.email.lower(), email=self.email)
             try:
                 password_validation.validate_password(password1, user)
             except ValidationError as error:

@@ -1,6 +1,9 @@
-"""Selectors of entry: where a rater stands in a study's steps."""
+"""Selectors of entry: where a rater stands in a study's steps, and whether an email is taken."""
 
 from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q
 
 from ratings.cohorts import cohort_path_contains
 from ratings.models import Rater, Study
@@ -33,3 +36,16 @@ def return_route(*, study: Study, user) -> str:
     if study.invites.exists():
         return "invite"
     return "account"
+
+
+def email_has_account(*, email: str) -> bool:
+    """Tell whether an account signs in with this email, whatever its letter case.
+
+    A signed-up user's name is their email in lower case; an admin may have given another
+    user the address, so both are looked at, as `rater_sign_up` does.
+    """
+    return (
+        get_user_model()
+        .objects.filter(Q(email__iexact=email) | Q(username__iexact=email.lower()))
+        .exists()
+    )

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings
 from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -21,8 +24,14 @@ from django.views.decorators.http import require_http_methods
 
 from ratings.access import studies_for_researcher
 from ratings.cohorts import cohort_path_ancestors
-from ratings.entry import selectors, services
-from ratings.entry.forms import CohortChoiceForm, DemographicsForm, PanelLinkForm, SignUpForm
+from ratings.entry import selectors, services, signup
+from ratings.entry.forms import (
+    CohortChoiceForm,
+    DemographicsForm,
+    PanelLinkForm,
+    SignUpFinishForm,
+    SignUpForm,
+)
 from ratings.models import CohortProposal, Participation, Study, StudyInvite
 from webapp.client_ip import client_ip
 
@@ -59,13 +68,17 @@ def _participation(study: Study, request: HttpRequest) -> Participation:
         raise PermissionDenied(refusal.reason) from refusal
 
 
-def _safe_next(request: HttpRequest) -> str:
-    next_url = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(
-        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+def _safe_url(request: HttpRequest, url: str) -> str:
+    """Return the URL if it stays on this site, else nothing: never an open redirect."""
+    if url and url_has_allowed_host_and_scheme(
+        url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
-        return next_url
+        return url
     return ""
+
+
+def _safe_next(request: HttpRequest) -> str:
+    return _safe_url(request, request.POST.get("next") or request.GET.get("next") or "")
 
 
 def _study_of_next(next_url: str) -> Study | None:
@@ -93,26 +106,96 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def sign_up(request: HttpRequest) -> HttpResponse:
-    """Make an account with an email and a password, sign it in, go on to `next`."""
+    """Ask for an email and mail it a link to finish signing up.
+
+    Every valid address gets the same page, whether or not it has an account: the mail tells
+    its owner which.
+    """
     next_url = _safe_next(request)
     if request.user.is_authenticated:
         return redirect(next_url or reverse("ratings:home"))
     form = SignUpForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
+        email = form.cleaned_data["email"]
         try:
-            rater = services.rater_sign_up(
-                email=form.cleaned_data["email"], password=form.cleaned_data["password1"]
+            signup.signup_mail_send(
+                email=email,
+                next_url=next_url,
+                site_url=request.build_absolute_uri("/").rstrip("/"),
+                address=client_ip(request),
             )
-        except services.EmailTaken:
-            form.add_error("email", form.error_messages["email_taken"])
-        else:
-            login(request, rater.user, backend=MODEL_BACKEND)
-            return redirect(next_url or reverse("ratings:home"))
+        except signup.SignUpMailFailed:
+            return _refused(
+                request,
+                gettext("We could not send the email just now. Try again in a few minutes."),
+                status=503,
+                title=gettext("No email sent"),
+            )
+        return render(
+            request,
+            "registration/signup_sent.html",
+            {"email": email, "hours": settings.POLYPHONY_SIGNUP_LINK_HOURS},
+        )
     return render(
         request,
         "registration/signup.html",
         {"form": form, "next": next_url, "study": _study_of_next(next_url)},
     )
+
+
+def _signup_link_used(request: HttpRequest, next_url: str) -> HttpResponse:
+    return render(request, "registration/signup_link_used.html", {"next": next_url}, status=409)
+
+
+@require_http_methods(["GET", "POST"])
+def sign_up_finish(request: HttpRequest, token: str) -> HttpResponse:
+    """Open the emailed link: choose a password, get an account, sign in, go on to `next`."""
+    try:
+        link = signup.signup_link_read(token=token)
+    except signup.SignUpLinkRefused as refusal:
+        link = refusal.link
+        return render(
+            request,
+            "registration/signup_link_refused.html",
+            {
+                "expired": refusal.expired,
+                "email": link.email if link else "",
+                "next": _safe_url(request, link.next_url) if link else "",
+            },
+            status=410 if refusal.expired else 400,
+        )
+    next_url = _safe_url(request, link.next_url)
+    if selectors.email_has_account(email=link.email):
+        return _signup_link_used(request, next_url)
+    form = SignUpFinishForm(request.POST if request.method == "POST" else None, email=link.email)
+    if request.method == "POST" and form.is_valid():
+        try:
+            rater = services.rater_sign_up(
+                email=link.email, password=form.cleaned_data["password1"]
+            )
+        except services.EmailTaken:
+            return _signup_link_used(request, next_url)
+        login(request, rater.user, backend=MODEL_BACKEND)
+        return redirect(next_url or reverse("ratings:home"))
+    return render(
+        request,
+        "registration/signup_finish.html",
+        {"form": form, "email": link.email, "study": _study_of_next(next_url)},
+    )
+
+
+class PasswordReset(auth_views.PasswordResetView):
+    """Django's password reset, which answers every address alike; its mails count toward the
+    same hourly limits as sign-up's, and past them it answers the same and sends nothing."""
+
+    email_template_name = "registration/password_reset_email.txt"
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        if signup.account_mail_allowed(
+            email=form.cleaned_data["email"], address=client_ip(self.request)
+        ):
+            return super().form_valid(form)
+        return HttpResponseRedirect(self.get_success_url())
 
 
 def invite(request: HttpRequest, token: str) -> HttpResponse:
