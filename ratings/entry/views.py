@@ -22,7 +22,13 @@ from django.views.decorators.http import require_http_methods
 from ratings.access import studies_for_researcher
 from ratings.cohorts import cohort_path_ancestors
 from ratings.entry import selectors, services
-from ratings.entry.forms import CohortChoiceForm, DemographicsForm, PanelLinkForm, SignUpForm
+from ratings.entry.forms import (
+    CohortChoiceForm,
+    DemographicsForm,
+    PanelLinkForm,
+    SignUpForm,
+    cohort_name,
+)
 from ratings.models import CohortProposal, Participation, Study, StudyInvite
 from webapp.client_ip import client_ip
 
@@ -304,7 +310,11 @@ def demographics(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("ratings:start", slug=study.slug)
     form = DemographicsForm(
         request.POST if request.method == "POST" else None,
-        cultures=[cohort.name for cohort in participation.rater.cohorts.order_by("path")],
+        study=study,
+        cultures=[
+            cohort_name(cohort, study=study)
+            for cohort in participation.rater.cohorts.order_by("path")
+        ],
     )
     if request.method == "POST" and form.is_valid():
         services.participation_demographics_set(
