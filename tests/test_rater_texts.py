@@ -478,3 +478,33 @@ def test_admin_refuses_a_study_without_a_name_in_any_language(admin_client, db):
     errors = response.context["adminform"].form.errors
     assert errors["name_es"] == ["Write this in one language at least."]
     assert not Study.objects.filter(slug="estudio").exists()
+
+
+def test_a_study_made_in_spanish_keeps_its_texts_in_spanish_alone(db):
+    from ratings.studies import study_create
+
+    made = study_create(
+        name="Hecho en español", slug="made-es", language="es", consent_text="Puedes parar."
+    )
+    assert Study.objects.filter(pk=made.pk).values_list("name_en", "name_es").get() == (
+        None,
+        "Hecho en español",
+    )
+    with translation.override("en"):
+        assert Study.objects.get(pk=made.pk).consent_text == "Puedes parar."
+    # The default questions are the interface's, written in its default language.
+    assert Criterion.objects.filter(study=made).exclude(question_en=None).count() == 4
+
+
+def test_admin_saves_a_cohort_named_in_spanish_alone(admin_client, db):
+    data = {"path": "peru", "name_es": "Perú"}
+    response = admin_client.post(reverse("admin:ratings_cohort_add"), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Cohort.objects.filter(path="peru").values_list("name_en", "name_es").get() == (
+        None,
+        "Perú",
+    )
+    refused = admin_client.post(reverse("admin:ratings_cohort_add"), {"path": "chile"})
+    assert refused.context["adminform"].form.errors["name_en"] == [
+        "Write this in one language at least."
+    ]
