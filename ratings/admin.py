@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.template.response import TemplateResponse
@@ -7,6 +9,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import slugify
 from modeltranslation.admin import TranslationAdmin, TranslationTabularInline
+from modeltranslation.translator import translator
+from modeltranslation.utils import build_localized_fieldname
 
 from ratings.entry import services
 from ratings.entry.forms import CohortProposalAcceptForm
@@ -26,8 +30,70 @@ from ratings.models import (
 from ratings.studies import criteria_ensure_defaults
 
 
-class CriterionInline(TranslationTabularInline):
+class WrittenInAnyLanguage:
+    """Ask for a required text in any one language, not always in the site's default.
+
+    modeltranslation requires the default language's column of a required field; a study
+    written in Spanish has its texts in Spanish only, and raters read them in Spanish where
+    their own language has none (ratings/texts.py). The forms check that one is written.
+    """
+
+    def patch_translation_field(self, db_field, field, request, **kwargs) -> None:
+        super().patch_translation_field(db_field, field, request, **kwargs)
+        if getattr(db_field, "translated_field", None) is not None:
+            field.required = False
+
+
+def texts_written_check(form: forms.BaseForm, *, model: type, language: str) -> None:
+    """Add an error to `form` for each required text left empty in every language.
+
+    The error goes beside the `language` column, the one the text is best written in.
+    """
+    for name in translator.get_options_for_model(model).fields:
+        if model._meta.get_field(name).blank:
+            continue
+        columns = [build_localized_fieldname(name, code) for code, _ in settings.LANGUAGES]
+        if any(column in form.fields for column in columns) and not any(
+            form.cleaned_data.get(column) for column in columns
+        ):
+            form.add_error(
+                build_localized_fieldname(name, language), "Write this in one language at least."
+            )
+
+
+class StudyTextsForm(forms.ModelForm):
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        language = cleaned.get("language") or settings.LANGUAGE_CODE
+        texts_written_check(self, model=Study, language=language)
+        return cleaned
+
+
+class CriterionFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        # The study as posted: its language may change in the same save.
+        language = self.instance.language
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or (
+                not form.has_changed() and form.instance.pk is None
+            ):
+                continue  # an empty extra row
+            if self.can_delete and self._should_delete_form(form):
+                continue
+            texts_written_check(form, model=Criterion, language=language)
+
+
+class CohortTextsForm(forms.ModelForm):
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        texts_written_check(self, model=Cohort, language=settings.LANGUAGE_CODE)
+        return cleaned
+
+
+class CriterionInline(WrittenInAnyLanguage, TranslationTabularInline):
     model = Criterion
+    formset = CriterionFormSet
     extra = 0
 
 
@@ -92,27 +158,45 @@ class StudyGrantInline(admin.TabularInline):
 
 
 @admin.register(Study)
-class StudyAdmin(TranslationAdmin):
+class StudyAdmin(WrittenInAnyLanguage, TranslationAdmin):
     """A study; its texts raters read (name, consent, questions, completion) in each language,
-    side by side, each falling back to the default language's where left empty."""
+    side by side, each falling back to the study's own language's where left empty."""
 
-    list_display = ["name", "slug", "active", "raters_per_pair", "min_cohort_size"]
+    form = StudyTextsForm
+    list_display = ["name", "slug", "language", "active", "raters_per_pair", "min_cohort_size"]
     prepopulated_fields = {"slug": ["name"]}
     filter_horizontal = ["cohorts", "variants"]
     inlines = [CriterionInline, StudyInviteInline, StudyGrantInline]
     actions = [study_invite_create]
     fieldsets = [
-        (None, {"fields": ["name", "slug", "description", "active", "cohorts", "variants"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "name",
+                    "slug",
+                    "language",
+                    "description",
+                    "active",
+                    "cohorts",
+                    "variants",
+                ]
+            },
+        ),
         (
             "Raters and assignment",
             {
                 "fields": [
                     "consent_text",
+                    "ask_demographics",
+                    "demographics_intro",
+                    "age_band_question",
+                    "languages_question",
+                    "years_lived_question",
                     "raters_per_pair",
                     "pairs_per_rater",
                     "outgroup_share",
                     "pair_every_two_variants",
-                    "ask_demographics",
                 ]
             },
         ),
@@ -168,7 +252,10 @@ class StudyAdmin(TranslationAdmin):
 
 
 @admin.register(Cohort)
-class CohortAdmin(TranslationAdmin):
+class CohortAdmin(WrittenInAnyLanguage, TranslationAdmin):
+    """A cohort; its name in any one language at least (each study reads it in its own)."""
+
+    form = CohortTextsForm
     list_display = ["path", "name", "depth"]
     search_fields = ["path", "name"]
 

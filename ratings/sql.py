@@ -16,7 +16,6 @@ from functools import cache, lru_cache
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from django.utils.translation import get_language
 
 from generation.models import Image, Prompt
 from ratings.models import (
@@ -31,24 +30,31 @@ from ratings.models import (
     Study,
     Vote,
 )
+from ratings.texts import language_active
 
 
 def sql_language() -> str:
     """Return the active language as a code of settings.LANGUAGES (the default if another)."""
-    language = (get_language() or settings.LANGUAGE_CODE).split("-")[0]
-    known = {code for code, _ in settings.LANGUAGES}
-    return language if language in known else settings.LANGUAGE_CODE
+    return language_active()
 
 
-def localized(column: str, language: str | None = None) -> str:
+def localized(column: str, language: str | None = None, *, study_language: str = "") -> str:
     """Return an expression for a translated column (`alias.field`) in the active language.
 
     The language's own text (django-modeltranslation's `field_xx` column) when there is one,
-    else the default language's, else the field as first written: the study's own words.
+    else, given `study_language` (the expression of the study's language column, such as
+    `study.language`), the study's own language's, else the site default's, else the field as
+    first written (ratings/texts.py). The languages are part of the SQL text: a statement is
+    prepared per connection and per rater language.
     """
     language = language or sql_language()
-    default = settings.LANGUAGE_CODE
-    parts = [f"NULLIF({column}_{code}, '')" for code in dict.fromkeys([language, default])]
+    parts = [f"NULLIF({column}_{language}, '')"]
+    others = [code for code, _ in settings.LANGUAGES if code != language]
+    if study_language and others:
+        whens = " ".join(f"WHEN '{code}' THEN NULLIF({column}_{code}, '')" for code in others)
+        parts.append(f"CASE {study_language} {whens} END")
+    if language != settings.LANGUAGE_CODE:
+        parts.append(f"NULLIF({column}_{settings.LANGUAGE_CODE}, '')")
     return f"COALESCE({', '.join(parts)}, {column})"
 
 

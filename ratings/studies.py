@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from django.conf import settings
 from django.db import transaction
 from django.utils import translation
+from modeltranslation.utils import auto_populate
 
 from ratings.cohorts import cohort_path_ancestors, cohort_path_normalize
 from ratings.models import DEFAULT_CRITERIA, Cohort, Criterion, Study
@@ -17,10 +18,13 @@ def study_create(
 ) -> Study:
     """Create a study with the default criteria and the given cohorts (made if missing).
 
-    Its texts are the default language's, whatever language the request is in; translations
-    are added beside them (`name_es`, …).
+    Its texts are in its own language (`language`, else the default), whatever language the
+    request is in, and in no other; translations are added beside them (`name_es`, …).
     """
-    with transaction.atomic(), translation.override(settings.LANGUAGE_CODE):
+    language = str(fields.get("language") or settings.LANGUAGE_CODE)
+    # Without auto-population, a text is stored in the one language it was written in, not
+    # copied to the default language's column too.
+    with transaction.atomic(), translation.override(language), auto_populate(False):
         study = Study.objects.create(name=name, slug=slug, **fields)
         criteria_ensure_defaults(study=study)
         study.cohorts.set([cohort_ensure(path=path) for path in cohort_paths])

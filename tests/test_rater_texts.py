@@ -256,3 +256,255 @@ def test_a_study_made_while_working_in_spanish_keeps_its_texts_as_written(db):
     assert set(Criterion.objects.filter(study=made).values_list("question_es", flat=True)) == {None}
     assert Cohort.objects.get(path="peru:lima").name_es is None
     assert Cohort.objects.get(path="peru:lima").name_en == "Lima"
+
+
+# A study written in its own language: a text missing in the rater's language shows in the
+# study's language, before the site's default.
+
+SPANISH_QUESTIONS = {
+    "alignment": "¿Qué imagen se ajusta mejor a la descripción?",
+    "representation": "¿Qué imagen representa mejor {culture}?",
+    "stereotype": "¿Qué imagen es más estereotipada?",
+    "offensiveness": "¿Qué imagen te resulta más ofensiva?",
+}
+
+
+@pytest.fixture
+def spanish(study, pair_factory):
+    """The test study written in Spanish alone: no English text, nor any as first written.
+
+    With the field's own column empty too, only the study's language can answer a rater whose
+    language has no text.
+    """
+    Study.objects.rewrite(False).filter(pk=study.pk).update(
+        language="es",
+        name="",
+        name_en=None,
+        name_es="Estudio en español",
+        consent_text="",
+        consent_text_en=None,
+        consent_text_es="Puedes parar cuando quieras.",
+        completion_text_es="¡Gracias por participar!",
+        pairs_per_rater=5,
+        attention_check_rate=0,
+        min_seconds_per_pair=0,
+    )
+    for key, question in SPANISH_QUESTIONS.items():
+        Criterion.objects.rewrite(False).filter(study=study, key=key).update(
+            question="", question_en=None, question_es=question
+        )
+    # A cohort named in Spanish only, and one with an English name of its own.
+    Cohort.objects.rewrite(False).filter(path="india").update(
+        name="", name_en=None, name_es="la India"
+    )
+    for _ in range(3):
+        pair = pair_factory()
+        pair.prompt.text_es = pair.prompt.text.replace("a plate of idli", "un plato de idli")
+        pair.prompt.save(update_fields=["text_es"])
+    return study
+
+
+def _rate_and_follow(client: Client) -> tuple[str, dict]:
+    """Open the rating page, vote on its pair through rate.js's JSON, return both answers."""
+    page = _page(client, RATE)
+    response = client.post(
+        VOTE,
+        {"assignment": served_assignment_id(page), **form_answers(SCREEN_ANSWERS)},
+        HTTP_ACCEPT="application/json",
+    )
+    assert response.status_code == 200, response.content
+    return page, json.loads(response.content)
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_a_study_written_in_spanish_shows_in_spanish_to_every_rater(
+    spanish, rater_india, outsider, language
+):
+    # Consent and cohorts, read through the models.
+    client = _client(outsider, language)
+    consent = _page(client, reverse("ratings:consent", args=["test-study"]))
+    assert "Puedes parar cuando quieras." in consent and "Estudio en español" in consent
+    client.post(reverse("ratings:consent", args=["test-study"]), {"decision": "accept"})
+    cohorts = _page(client, reverse("ratings:cohorts", args=["test-study"]))
+    assert "la India" in cohorts and "Korea" in cohorts  # Korea's own name where it has one
+    # The rating page and the next pair as JSON, read by the hand-written statements.
+    page, following = _rate_and_follow(_client(rater_india.user, language))
+    assert "Estudio en español" in page
+    assert "¿Qué imagen representa mejor la India?" in page
+    expected = [
+        question.replace("{culture}", "la India") for question in SPANISH_QUESTIONS.values()
+    ]
+    assert [question["text"] for question in following["questions"]] == expected
+    # The prompt: in Spanish to a Spanish rater, as rendered to anyone else.
+    if language == "es":
+        assert following["prompt"].startswith("un plato de idli")
+        assert following["prompt_original"].startswith("a plate of idli")
+    else:
+        assert following["prompt"].startswith("a plate of idli")
+        assert following["prompt_original"] == ""
+    Study.objects.filter(pk=spanish.pk).update(pairs_per_rater=1)
+    done = _page(
+        _client(rater_india.user, language), reverse("ratings:complete", args=["test-study"])
+    )
+    assert "¡Gracias por participar!" in done
+
+
+def test_an_english_study_falls_back_to_english_where_spanish_is_missing(translated, rater_india):
+    # The statements of the rating page read the study's language from its row.
+    _, following = _rate_and_follow(_client(rater_india.user, "es"))
+    texts = {question["key"]: question["text"] for question in following["questions"]}
+    assert texts["alignment"] == "¿Qué imagen muestra mejor la descripción?"
+    assert texts["offensiveness"] == "Which image would upset people in la India?"
+    assert texts["stereotype"] == "¿Qué imagen es más estereotipada?"  # the catalogue's
+
+
+def test_texts_fall_back_to_the_studys_language_before_the_sites(spanish):
+    study = Study.objects.get(pk=spanish.pk)
+    with translation.override("en"):
+        assert study.name == "Estudio en español"
+        assert study.consent_text == "Puedes parar cuando quieras."
+    # An English text, where the study has one, is still what an English rater reads.
+    Study.objects.filter(pk=spanish.pk).update(name_en="Study in Spanish")
+    with translation.override("en"):
+        assert Study.objects.get(pk=spanish.pk).name == "Study in Spanish"
+    with translation.override("es"):
+        assert Study.objects.get(pk=spanish.pk).name == "Estudio en español"
+
+
+# The optional questions about the rater, in the study's own words.
+
+DEMOGRAPHICS = reverse("ratings:demographics", args=["test-study"])
+
+
+@pytest.fixture
+def worded(study):
+    Study.objects.filter(pk=study.pk).update(
+        ask_demographics=True,
+        demographics_intro_en="We ask so that we can describe who rated.",
+        demographics_intro_es="Preguntamos para describir quién valoró.",
+        age_band_question_en="How old are you?",
+        age_band_question_es="¿Cuántos años tienes?",
+        years_lived_question_en="How long have you lived there?",
+        # No Spanish wording for this one: the study's own, in English, as for any text.
+    )
+    return study
+
+
+def test_demographic_questions_in_the_studys_words_in_each_language(worded, rater_india):
+    english = _page(_client(rater_india.user, "en"), DEMOGRAPHICS)
+    assert "We ask so that we can describe who rated." in english
+    assert "How old are you?" in english and "Your age" not in english
+    assert "How long have you lived there?" in english
+    assert "Languages you speak" in english  # left blank: the built-in wording
+    spanish = _page(_client(rater_india.user, "es"), DEMOGRAPHICS)
+    assert "Preguntamos para describir quién valoró." in spanish
+    assert "¿Cuántos años tienes?" in spanish and "Tu edad" not in spanish
+    assert "How long have you lived there?" in spanish
+    assert "Idiomas que hablas" in spanish
+
+
+def test_blank_demographic_wording_keeps_the_built_in_questions(study, rater_india):
+    Study.objects.filter(pk=study.pk).update(ask_demographics=True)
+    spanish = _page(_client(rater_india.user, "es"), DEMOGRAPHICS)
+    assert "Tu edad" in spanish and "Idiomas que hablas" in spanish
+    assert "¿Cuántos años has vivido en la cultura que elegiste?" in spanish
+    assert 'class="intro"' not in spanish
+
+
+def test_own_years_lived_wording_still_names_the_cultures_chosen(worded, rater_india):
+    from ratings.entry.services import rater_cohorts_set
+
+    rater_cohorts_set(
+        rater=rater_india, cohorts=list(Cohort.objects.filter(path__in=["india", "korea"]))
+    )
+    page = _page(_client(rater_india.user, "en"), DEMOGRAPHICS)
+    assert "How long have you lived there?" in page
+    assert "You chose: India, Korea." in page
+    assert "think of the one you know best" not in page
+
+
+def test_admin_shows_the_demographic_wording_beside_the_consent(admin_client, study):
+    page = admin_client.get(reverse("admin:ratings_study_change", args=[study.pk])).content.decode()
+    consent = page.index('name="consent_text_es"')
+    for name in ("demographics_intro_es", "age_band_question_en", "years_lived_question_es"):
+        assert 0 < page.index(f'name="{name}"') - consent < 20_000
+    assert 'name="language"' in page
+
+
+def _study_post(admin_client, **texts: str) -> tuple:
+    """Post the admin's add form for a study written in Spanish, with `texts` and one question."""
+    page = admin_client.get(reverse("admin:ratings_study_add"))
+    form = page.context["adminform"].form
+    # Every setting at its default, as the empty form shows it.
+    data = {
+        name: form[name].initial
+        for name in form.fields
+        if form[name].initial not in (None, "") and not isinstance(form[name].initial, list)
+    }
+    data.update(
+        {
+            "slug": "estudio",
+            "language": "es",
+            "criteria-TOTAL_FORMS": "1",
+            "criteria-INITIAL_FORMS": "0",
+            "criteria-0-key": "alignment",
+            "criteria-0-position": "0",
+            "criteria-0-question_es": "¿Qué imagen se ajusta mejor a la descripción?",
+            "invites-TOTAL_FORMS": "0",
+            "invites-INITIAL_FORMS": "0",
+            "grants-TOTAL_FORMS": "0",
+            "grants-INITIAL_FORMS": "0",
+            **texts,
+        }
+    )
+    return admin_client.post(reverse("admin:ratings_study_add"), data)
+
+
+def test_admin_saves_a_study_written_in_spanish_alone(admin_client, db):
+    response = _study_post(
+        admin_client, name_es="Estudio en español", consent_text_es="Puedes parar."
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    study = Study.objects.get(slug="estudio")
+    assert (study.language, study.name_en, study.name_es) == ("es", None, "Estudio en español")
+    assert study.criteria.get().question_es == "¿Qué imagen se ajusta mejor a la descripción?"
+    with translation.override("en"):
+        assert study.name == "Estudio en español" and study.consent_text == "Puedes parar."
+
+
+def test_admin_refuses_a_study_without_a_name_in_any_language(admin_client, db):
+    response = _study_post(admin_client, consent_text_es="Puedes parar.")
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors["name_es"] == ["Write this in one language at least."]
+    assert not Study.objects.filter(slug="estudio").exists()
+
+
+def test_a_study_made_in_spanish_keeps_its_texts_in_spanish_alone(db):
+    from ratings.studies import study_create
+
+    made = study_create(
+        name="Hecho en español", slug="made-es", language="es", consent_text="Puedes parar."
+    )
+    assert Study.objects.filter(pk=made.pk).values_list("name_en", "name_es").get() == (
+        None,
+        "Hecho en español",
+    )
+    with translation.override("en"):
+        assert Study.objects.get(pk=made.pk).consent_text == "Puedes parar."
+    # The default questions are the interface's, written in its default language.
+    assert Criterion.objects.filter(study=made).exclude(question_en=None).count() == 4
+
+
+def test_admin_saves_a_cohort_named_in_spanish_alone(admin_client, db):
+    data = {"path": "peru", "name_es": "Perú"}
+    response = admin_client.post(reverse("admin:ratings_cohort_add"), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert Cohort.objects.filter(path="peru").values_list("name_en", "name_es").get() == (
+        None,
+        "Perú",
+    )
+    refused = admin_client.post(reverse("admin:ratings_cohort_add"), {"path": "chile"})
+    assert refused.context["adminform"].form.errors["name_en"] == [
+        "Write this in one language at least."
+    ]

@@ -165,7 +165,8 @@ LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("es", "Español")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 # The study's texts (consent, questions, cohort names, prompts) per language: a missing
-# translation falls back to the text as written, in the default language.
+# translation falls back to the study's own language (Study.language, ratings/texts.py), then
+# to the default language's text.
 MODELTRANSLATION_DEFAULT_LANGUAGE = LANGUAGE_CODE
 MODELTRANSLATION_FALLBACK_LANGUAGES = (LANGUAGE_CODE,)
 # A text created in any language is the default language's text too, until translated.

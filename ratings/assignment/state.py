@@ -211,14 +211,14 @@ class RatingState:
 def served_columns() -> str:
     """Return what a ServedPair is built from; `new` is an assignment row (a table or a CTE).
 
-    The prompt and its cohort's name in the active language (falling back to the study's own
-    words), and the prompt as written, the one the images were rendered from.
+    The prompt in the active language (else as written), and as written, the one the images
+    were rendered from; its cohort's name in the active language, else the study's own.
     """
     return f"""
     new.id, new.pair_id, new.kind, new.cohort_id, new.shown_left, new.served_at, new.expires_at,
     new.repeat_of_id, {localized("prompt.text")},
     {localized("prompt.text", settings.LANGUAGE_CODE)},
-    prompt_cohort.path, {localized("prompt_cohort.name")},
+    prompt_cohort.path, {localized("prompt_cohort.name", study_language="pair_study.language")},
     image_a.file, image_a.preview, image_b.file, image_b.preview
     """
 
@@ -228,6 +228,7 @@ def served_joins() -> str:
     t = db_tables()
     return f"""
         JOIN {t["pair"]} pair ON pair.id = new.pair_id
+        JOIN {t["study"]} pair_study ON pair_study.id = pair.study_id
         JOIN {t["prompt"]} prompt ON prompt.id = pair.prompt_id
         JOIN {t["cohort"]} prompt_cohort ON prompt_cohort.id = prompt.cohort_id
         JOIN {t["image"]} image_a ON image_a.id = pair.image_a_id
@@ -270,8 +271,9 @@ def _state_sql(study_by: str) -> str:
     )
     return f"""
     WITH study AS (
-        SELECT id, slug, {localized("name")} AS name, active, raters_per_pair, pairs_per_rater,
-            outgroup_share, attention_check_rate, max_failed_checks, min_seconds_per_pair
+        SELECT id, slug, {localized("name", study_language="language")} AS name, language,
+            active, raters_per_pair, pairs_per_rater, outgroup_share, attention_check_rate,
+            max_failed_checks, min_seconds_per_pair
         FROM {t["study"]} WHERE {study_by} = %(study)s
     ), rater AS (
         SELECT id FROM {t["rater"]} WHERE user_id = %(user)s
@@ -290,7 +292,7 @@ def _state_sql(study_by: str) -> str:
         {sql_json_rows("c.id, c.path", f"FROM {t['cohort']} c WHERE c.depth = 1", "c.path")},
         {
         sql_json_rows(
-            f"c.id, c.key, {localized('c.question')}",
+            f"c.id, c.key, {localized('c.question', study_language='study.language')}",
             f"FROM {t['criterion']} c WHERE c.study_id = study.id",
             "c.position, c.id",
         )
@@ -299,7 +301,7 @@ def _state_sql(study_by: str) -> str:
         part.completed_at IS NOT NULL,
         {
         sql_json_rows(
-            f"c.id, c.path, {localized('c.name')}",
+            f"c.id, c.path, {localized('c.name', study_language='study.language')}",
             f"FROM {t['rater_cohorts']} rc JOIN {t['cohort']} c ON c.id = rc.cohort_id "
             "WHERE rc.rater_id = rater.id",
             "c.path",

@@ -13,12 +13,20 @@ from django.utils.translation import gettext_lazy as _
 
 from ratings.cohorts import CohortPathError, cohort_path_ancestors, cohort_path_normalize
 from ratings.models import Cohort, Study
+from ratings.texts import text_localized
+
+
+def cohort_name(cohort: Cohort, *, study: Study) -> str:
+    """Return a cohort's name as a rater of `study` reads it (ratings/texts.py)."""
+    return text_localized(instance=cohort, field="name", study_language=study.language)
 
 
 class CohortLabelField(forms.ModelMultipleChoiceField):
+    study: Study | None = None
+
     def label_from_instance(self, obj: Cohort) -> str:
         # The page nests sub-cultures under their culture, so the name alone reads right.
-        return obj.name
+        return obj.name if self.study is None else cohort_name(obj, study=self.study)
 
 
 @dataclass
@@ -26,6 +34,7 @@ class CohortNode:
     """A cohort of the study with its checkbox and the study's cohorts beneath it."""
 
     cohort: Cohort
+    name: str
     choice: BoundWidget
     children: list[CohortNode] = field(default_factory=list)
     # Set when the cohort's culture is not itself in the study, to say whose sub-culture it is.
@@ -55,7 +64,9 @@ class CohortChoiceForm(forms.Form):
 
     def __init__(self, *args, study: Study, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.study = study
         self.fields["cohorts"].queryset = study.cohorts.select_related("parent").order_by("path")
+        self.fields["cohorts"].study = study
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -73,14 +84,19 @@ class CohortChoiceForm(forms.Form):
         roots: list[CohortNode] = []
         # Ordered by path, so a culture always comes before its sub-cultures.
         for cohort in self.fields["cohorts"].queryset:
-            node = CohortNode(cohort=cohort, choice=choices[str(cohort.pk)])
+            node = CohortNode(
+                cohort=cohort,
+                name=cohort_name(cohort, study=self.study),
+                choice=choices[str(cohort.pk)],
+            )
             nodes[cohort.path] = node
             ancestors = cohort_path_ancestors(cohort.path)[:-1]
             parent = next((nodes[path] for path in reversed(ancestors) if path in nodes), None)
             if parent is not None:
                 parent.children.append(node)
             else:
-                node.parent_name = cohort.parent.name if cohort.parent else ""
+                parent = cohort.parent
+                node.parent_name = cohort_name(parent, study=self.study) if parent else ""
                 roots.append(node)
         return roots
 
@@ -235,18 +251,23 @@ class DemographicsForm(forms.Form):
         widget=forms.RadioSelect,
     )
 
-    def __init__(self, *args, cultures: Sequence[str] = (), **kwargs) -> None:
+    def __init__(self, *args, study: Study, cultures: Sequence[str] = (), **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        years_lived = self.fields["years_lived"]
         if len(cultures) > 1:
             # Several cultures: "the culture you chose" would not say which one is meant.
-            field = self.fields["years_lived"]
-            field.label = _(
+            years_lived.label = _(
                 "Of the cultures you chose, think of the one you know best: "
                 "how many years have you lived in it?"
             )
-            field.help_text = _(
+            years_lived.help_text = _(
                 "For example in its country or region. You chose: %(cultures)s."
             ) % {"cultures": ", ".join(cultures)}
+        # The study's own wording where it has one (in the rater's language, else the study's);
+        # blank keeps the built-in wording above.
+        for name in ("age_band", "languages", "years_lived"):
+            if own := getattr(study, f"{name}_question"):
+                self.fields[name].label = own
 
     def clean_languages(self) -> list[str]:
         raw = self.cleaned_data["languages"].replace(";", ",")

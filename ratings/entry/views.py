@@ -31,6 +31,7 @@ from ratings.entry.forms import (
     PanelLinkForm,
     SignUpFinishForm,
     SignUpForm,
+    cohort_name,
 )
 from ratings.models import CohortProposal, Participation, Study, StudyInvite
 from webapp.client_ip import client_ip
@@ -387,7 +388,11 @@ def demographics(request: HttpRequest, slug: str) -> HttpResponse:
         return redirect("ratings:start", slug=study.slug)
     form = DemographicsForm(
         request.POST if request.method == "POST" else None,
-        cultures=[cohort.name for cohort in participation.rater.cohorts.order_by("path")],
+        study=study,
+        cultures=[
+            cohort_name(cohort, study=study)
+            for cohort in participation.rater.cohorts.order_by("path")
+        ],
     )
     if request.method == "POST" and form.is_valid():
         services.participation_demographics_set(

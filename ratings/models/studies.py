@@ -22,10 +22,28 @@ def _new_salt() -> str:
     return secrets.token_hex(32)
 
 
+# Callables, so that the settings are read when a form or check asks, not at import.
+def study_languages() -> list[tuple[str, str]]:
+    return list(settings.LANGUAGES)
+
+
+def study_language_default() -> str:
+    return settings.LANGUAGE_CODE
+
+
 class Study(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
+    # No check constraint on the codes: a language added to settings.LANGUAGES (and its
+    # translation columns) must not need a constraint rewritten.
+    language = models.CharField(
+        max_length=12,
+        choices=study_languages,
+        default=study_language_default,
+        help_text="The language the study is written in: a text missing in a rater's language "
+        "shows in this one.",
+    )
     consent_text = models.TextField(
         blank=True,
         help_text="Shown to every rater before the first pair; raters must accept it to rate.",
@@ -90,6 +108,21 @@ class Study(models.Model):
     )
     ask_demographics = models.BooleanField(
         default=True, help_text="Ask the optional questions: age band, languages, years lived."
+    )
+    # The optional questions in the study's own words; blank: the built-in wording.
+    demographics_intro = models.TextField(
+        blank=True, help_text="Shown above the optional questions about the rater."
+    )
+    age_band_question = models.CharField(max_length=300, blank=True, help_text="Empty: “Your age”.")
+    languages_question = models.CharField(
+        max_length=300, blank=True, help_text="Empty: “Languages you speak”."
+    )
+    years_lived_question = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Empty: “How many years have you lived in the culture you chose?” (or, to a "
+        "rater who chose several, to think of the one they know best). A rater who chose "
+        "several is told which ones under the question either way.",
     )
     pair_every_two_variants = models.BooleanField(
         default=False,

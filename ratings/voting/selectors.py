@@ -34,11 +34,20 @@ def _questions(state: RatingState, served: ServedPair) -> list[dict[str, str]]:
     )
     culture = rater_cohorts.get(culture_path) or served.prompt_cohort_name
     return [
-        # In the rater's language where the study translated it (the state reads it so); the
-        # default wording, untranslated, from the interface's catalogue; else as written.
-        {"key": criterion.key, "text": gettext(criterion.question).replace("{culture}", culture)}
+        # In the rater's language where the study translated it, else the study's own (the
+        # state reads it so); the default wording, untranslated, from the interface's
+        # catalogue; else as written.
+        {
+            "key": criterion.key,
+            "text": _catalogued(criterion.question).replace("{culture}", culture),
+        }
         for criterion in state.study.criteria
     ]
+
+
+def _catalogued(text: str) -> str:
+    # gettext("") is the catalogue's header, not an empty text.
+    return gettext(text) if text else text
 
 
 def _screen_urls(slug: str, served: ServedPair) -> list[str]:
