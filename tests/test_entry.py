@@ -749,6 +749,7 @@ def test_completion_before_the_quota_hands_out_no_code(study, rater_india):
     client.force_login(rater_india.user)
     response = client.get(reverse("ratings:complete", args=[study.slug]))
     page = response.content.decode()
+    assert response.status_code == 409
     assert "You have not finished this study yet." in page
     assert "C0DE-7F3A" not in page
     assert Participation.objects.get(rater=rater_india).completed_at is None

@@ -14,24 +14,36 @@ CONDITIONAL_HEADERS = (
 )
 
 
-def _media_allowed(user) -> bool:
-    """Staff, superusers and researchers granted a study see stored files; raters never do."""
+def _media_allowed(user, path: str) -> bool:
+    """Whether `user` may fetch a stored file: superusers; staff who may view batches or
+    images; a researcher granted a study that one of the file's images belongs to. Raters
+    never: they see images through per-impression URLs.
+    """
     if not user.is_authenticated or not user.is_active:
         return False
-    if user.is_staff or user.is_superuser:
+    if user.is_superuser:
         return True
+    if user.is_staff and (
+        user.has_perm("generation.view_promptbatch") or user.has_perm("generation.view_image")
+    ):
+        return True
+    from django.db.models import Q
+
+    from generation.models import Image
     from ratings.models import StudyGrant
 
-    return StudyGrant.objects.filter(user=user).exists()
+    studies = Image.objects.filter(Q(file=path) | Q(preview=path)).values("prompt__batch__study_id")
+    return StudyGrant.objects.filter(user=user, study_id__in=studies).exists()
 
 
 def media(request: HttpRequest, path: str) -> HttpResponse:
-    """Serve local media (rendered images) to staff and researchers, by stored name.
+    """Serve local media (rendered images) by stored name to those who may see them.
 
     Raters never get a stored name: they see images through per-impression URLs
-    (ratings.voting.images), and anyone else gets a 404 here.
+    (ratings.voting.images); anyone else, a researcher of another study among them, gets the
+    same 404 as for a file that does not exist.
     """
-    if not _media_allowed(request.user):
+    if not _media_allowed(request.user, path):
         raise Http404("No such file.")
     # The same answer whatever date or tag a request names: no 304 that tells a file's time.
     for header in CONDITIONAL_HEADERS:

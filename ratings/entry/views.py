@@ -413,8 +413,12 @@ def complete(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         services.participation_complete(study=study, rater=services.rater_ensure(user=request.user))
     except services.EntryRefused as refusal:
+        # 409: not started, or not finished yet; the page says which.
         return render(
-            request, "ratings/not_finished.html", {"study": study, "reason": refusal.reason}
+            request,
+            "ratings/not_finished.html",
+            {"study": study, "reason": refusal.reason},
+            status=refusal.status,
         )
     if study.completion_url:
         return redirect(study.completion_url)
