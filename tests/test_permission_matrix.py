@@ -242,3 +242,27 @@ def test_no_one_without_a_grant_gets_a_studys_data_from_any_url(matrix):
                 seen.setdefault(asker, set()).add(response.status_code)
     assert _rows() == before  # no POST changed a row
     assert all(statuses & {302, 401, 403, 404} for statuses in seen.values())
+
+
+def test_stored_files_go_to_those_granted_their_study_and_to_staff_who_view_batches(
+    pair_factory, researcher
+):
+    from django.contrib.auth.models import Permission
+
+    name = pair_factory().image_a.file.name
+    url = f"/media/{name}"
+    granted = Client()
+    granted.force_login(researcher)
+    assert granted.get(url).status_code == 200
+    batch_staff = User.objects.create_user(username="bea", password="x-bea", is_staff=True)
+    batch_staff.user_permissions.add(Permission.objects.get(codename="view_promptbatch"))
+    viewer = Client()
+    viewer.force_login(batch_staff)
+    assert viewer.get(url).status_code == 200
+    # A granted researcher asking for a file of no study of theirs: the same 404 as for none.
+    other = study_create(name="Elsewhere", slug="elsewhere")
+    from ratings.models import StudyGrant
+
+    StudyGrant.objects.filter(user=researcher).update(study=other)
+    assert granted.get(url).status_code == 404
+    assert granted.get("/media/images/no-such-file.png").status_code == 404
