@@ -8,10 +8,12 @@ import random
 import re
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from generation.batch_files import PromptRow
+from generation.image_files import content_name
 from generation.models import Image, ModelVariant
 from generation.services import batch_queue
 from ratings.models import Pair
@@ -65,7 +67,23 @@ def _killed_mid_render(study, variants, worker_factory, *, seed: int, **env: str
     return batch, images, log
 
 
-def test_image_is_rendered_exactly_once_after_its_worker_is_killed(study, variants, worker_factory):
+def _media_is_whole(media_root, images) -> None:
+    """Every stored file is referenced, complete and named by the SHA-256 of its bytes; no
+    partial file is left where a killed worker was writing."""
+    stored = {path.name: path for path in (media_root / "images").iterdir()}
+    referenced = set()
+    for image in images.all():
+        referenced |= {Path(image.file.name).name, Path(image.preview.name).name} - {""}
+    assert set(stored) == referenced  # no orphan, no partial `.partial-*` file
+    for name, path in stored.items():
+        data = path.read_bytes()
+        assert data, name
+        assert name == content_name(data, path.suffix), name
+
+
+def test_image_is_rendered_exactly_once_after_its_worker_is_killed(
+    study, variants, worker_factory, media_root
+):
     batch, images, first_log = _killed_mid_render(
         study, variants, worker_factory, seed=77, **CRASH_LIMITS
     )
@@ -95,10 +113,11 @@ def test_image_is_rendered_exactly_once_after_its_worker_is_killed(study, varian
     )
     assert Pair.objects.filter(prompt__batch=batch).count() == 1
     assert second.poll() is None  # the restarted worker is healthy
+    _media_is_whole(media_root, images)
 
 
 def test_a_worker_main_process_killed_mid_render_is_recovered_by_its_lease(
-    study, variants, worker_factory
+    study, variants, worker_factory, media_root
 ):
     # The worker's whole process group (main and pool child) dies mid-render; the message
     # stays unacknowledged in Redis for the visibility timeout (ten minutes here). The lapsed
@@ -129,3 +148,4 @@ def test_a_worker_main_process_killed_mid_render_is_recovered_by_its_lease(
         assert len(re.findall(rf"Rendered image {image.pk}\b", logs)) == 1
     assert Pair.objects.filter(prompt__batch=batch).count() == 1
     assert second.poll() is None
+    _media_is_whole(media_root, images)
