@@ -89,7 +89,7 @@ class PromptInline(admin.TabularInline):
     fields = [
         "source_line",
         f"text_{settings.LANGUAGE_CODE}",
-        *(f"text_{code}" for code, _ in settings.LANGUAGES if code != settings.LANGUAGE_CODE),
+        *(f"text_{code}" for code, _ in settings.TEXT_LANGUAGES if code != settings.LANGUAGE_CODE),
         "cohort",
         "category",
     ]

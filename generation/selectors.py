@@ -45,8 +45,9 @@ def batch_rows_parse(
 
 
 def prompt_languages() -> list[str]:
-    """Return the rater languages a prompt may be translated into (all but the default)."""
-    return [code for code, _ in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
+    """Return the languages a prompt may be translated into: those with text columns (all but
+    the default)."""
+    return [code for code, _ in settings.TEXT_LANGUAGES if code != settings.LANGUAGE_CODE]
 
 
 def variant_ids_by_study() -> dict[int, list[int]]:

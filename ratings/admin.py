@@ -52,7 +52,7 @@ def texts_written_check(form: forms.BaseForm, *, model: type, language: str) -> 
     for name in translator.get_options_for_model(model).fields:
         if model._meta.get_field(name).blank:
             continue
-        columns = [build_localized_fieldname(name, code) for code, _ in settings.LANGUAGES]
+        columns = [build_localized_fieldname(name, code) for code, _ in settings.TEXT_LANGUAGES]
         if any(column in form.fields for column in columns) and not any(
             form.cleaned_data.get(column) for column in columns
         ):

@@ -30,7 +30,7 @@ from ratings.models import (
     Study,
     Vote,
 )
-from ratings.texts import language_active
+from ratings.texts import language_active, text_language_codes
 
 
 def sql_language() -> str:
@@ -48,8 +48,9 @@ def localized(column: str, language: str | None = None, *, study_language: str =
     prepared per connection and per rater language.
     """
     language = language or sql_language()
-    parts = [f"NULLIF({column}_{language}, '')"]
-    others = [code for code, _ in settings.LANGUAGES if code != language]
+    columns = text_language_codes()  # a language without text columns reads the study's
+    parts = [f"NULLIF({column}_{language}, '')"] if language in columns else []
+    others = [code for code in columns if code != language]
     if study_language and others:
         whens = " ".join(f"WHEN '{code}' THEN NULLIF({column}_{code}, '')" for code in others)
         parts.append(f"CASE {study_language} {whens} END")

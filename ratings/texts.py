@@ -22,9 +22,20 @@ def language_active() -> str:
     return language if language in known else settings.LANGUAGE_CODE
 
 
+def text_language_codes() -> list[str]:
+    """Return the languages a study's texts have columns for (settings.TEXT_LANGUAGES).
+
+    The interface may speak more (settings.LANGUAGES: any language with a catalogue); in
+    those, a study's texts show in the study's own language.
+    """
+    return [code for code, _ in settings.TEXT_LANGUAGES]
+
+
 def text_languages(*, study_language: str) -> list[str]:
     """Return the languages a rater's text is looked for in, in order."""
-    return list(dict.fromkeys([language_active(), study_language, settings.LANGUAGE_CODE]))
+    order = [language_active(), study_language, settings.LANGUAGE_CODE]
+    columns = set(text_language_codes())
+    return [code for code in dict.fromkeys(order) if code in columns]
 
 
 def text_localized(*, instance: Model, field: str, study_language: str) -> str:

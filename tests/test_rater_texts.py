@@ -508,3 +508,46 @@ def test_admin_saves_a_cohort_named_in_spanish_alone(admin_client, db):
     assert refused.context["adminform"].form.errors["name_en"] == [
         "Write this in one language at least."
     ]
+
+
+# A third language: one translation file.
+
+
+def test_a_compiled_catalogue_in_locale_adds_an_interface_language(tmp_path):
+    from webapp.languages import catalogue_languages
+
+    for code, compiled in (("fr", True), ("pt_BR", True), ("es", True), ("de", False)):
+        folder = tmp_path / code / "LC_MESSAGES"
+        folder.mkdir(parents=True)
+        (folder / ("django.mo" if compiled else "django.po")).write_bytes(b"")
+    # Each named in its own language; Spanish has text columns already; German is not compiled.
+    assert catalogue_languages(tmp_path, known={"en", "es"}) == [
+        ("fr", "français"),
+        ("pt-br", "Português Brasileiro"),
+    ]
+
+
+def test_the_shipped_languages_are_the_catalogues_in_locale(settings):
+    assert [code for code, _ in settings.LANGUAGES] == ["en", "es"]
+    assert settings.MODELTRANSLATION_LANGUAGES == ("en", "es")
+
+
+def test_a_language_without_text_columns_reads_the_study_in_its_own_language(
+    spanish, rater_india, outsider, settings
+):
+    # As if locale/fr held a catalogue: the interface speaks French, the study's texts have no
+    # French columns, so a French rater reads them in the study's language (Spanish here).
+    settings.LANGUAGES = [*settings.TEXT_LANGUAGES, ("fr", "français")]
+    newcomer = _client(outsider, "fr")
+    consent = _page(newcomer, reverse("ratings:consent", args=["test-study"]))
+    assert '<option value="fr" lang="fr"' in consent and ">Français</option>" in consent
+    assert "Puedes parar cuando quieras." in consent
+    page, following = _rate_and_follow(_client(rater_india.user, "fr"))
+    assert '<html lang="fr">' in page
+    assert "Estudio en español" in page
+    assert "¿Qué imagen representa mejor la India?" in page
+    questions = [question["text"] for question in following["questions"]]
+    assert "¿Qué imagen representa mejor la India?" in questions
+    assert following["prompt"].startswith("a plate of idli")  # the prompt as rendered
+    with translation.override("fr"):
+        assert Study.objects.get(pk=spanish.pk).consent_text == "Puedes parar cuando quieras."

@@ -18,6 +18,7 @@ from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 
 from webapp import quiet
 from webapp.env import EnvReader
+from webapp.languages import catalogue_languages
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = EnvReader()
@@ -161,9 +162,18 @@ LOGIN_REDIRECT_URL = "ratings:home"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en"
-# Rater pages are translated; admins and researchers work in English.
-LANGUAGES = [("en", "English"), ("es", "Español")]
+# The languages a study's own texts (consent, questions, cohort names, prompts) are written and
+# translated in: a column each (django-modeltranslation), so adding one needs makemigrations.
+TEXT_LANGUAGES = [("en", "English"), ("es", "Español")]
+MODELTRANSLATION_LANGUAGES = tuple(code for code, _ in TEXT_LANGUAGES)
+# Rater pages are translated; admins and researchers work in English. The interface's
+# languages are those above and every language with a compiled catalogue in locale/
+# (webapp/languages.py): a third one is one translation file.
 LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGES = [
+    *TEXT_LANGUAGES,
+    *catalogue_languages(LOCALE_PATHS[0], known={code for code, _ in TEXT_LANGUAGES}),
+]
 # The study's texts (consent, questions, cohort names, prompts) per language: a missing
 # translation falls back to the study's own language (Study.language, ratings/texts.py), then
 # to the default language's text.

@@ -24,7 +24,8 @@ def _new_salt() -> str:
 
 # Callables, so that the settings are read when a form or check asks, not at import.
 def study_languages() -> list[tuple[str, str]]:
-    return list(settings.LANGUAGES)
+    # The languages with columns for a study's texts: a study is written in one of them.
+    return list(settings.TEXT_LANGUAGES)
 
 
 def study_language_default() -> str:
@@ -35,8 +36,8 @@ class Study(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
-    # No check constraint on the codes: a language added to settings.LANGUAGES (and its
-    # translation columns) must not need a constraint rewritten.
+    # No check constraint on the codes: a language added to settings.TEXT_LANGUAGES (and
+    # its translation columns) must not need a constraint rewritten.
     language = models.CharField(
         max_length=12,
         choices=study_languages,
