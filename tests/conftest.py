@@ -41,6 +41,17 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(autouse=True)
+def _quick_password_hashing(settings) -> None:
+    """Hash test passwords with a quick hasher, as Django's testing docs advise: PBKDF2's
+    million rounds cost a quarter of a second per user made or signed in. Worker and server
+    processes the tests start keep the production hasher; tests/test_settings.py checks it."""
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+
+
+@pytest.fixture(autouse=True)
 def media_root(settings, tmp_path: Path) -> Path:
     """Store every test's images in its own folder."""
     root = tmp_path / "media"

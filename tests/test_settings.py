@@ -186,3 +186,13 @@ def test_production_static_files_are_collected_hashed_and_served_by_whitenoise(t
     status, cache_control, encoding = served.stdout.strip().split("|")
     assert status == "200"
     assert "immutable" in cache_control and encoding == "gzip"
+
+
+def test_deployments_hash_passwords_with_django_s_default_pbkdf2():
+    # The tests switch to a quick hasher (tests/conftest.py); the project itself never does.
+    from django.conf import global_settings
+
+    from webapp import settings as project
+
+    assert not hasattr(project, "PASSWORD_HASHERS")
+    assert global_settings.PASSWORD_HASHERS[0].endswith("PBKDF2PasswordHasher")
