@@ -237,7 +237,7 @@ CELERY_TASK_ROUTES = {
     "generation.tasks.render_prompt": {"queue": "gpu"},
     "generation.tasks.requeue_stuck_images": {"queue": "default"},
     "ratings.tasks.scores_compute_task": {"queue": "default"},
-    "ratings.entry.tasks.entry_windows_purge_task": {"queue": "default"},
+    "ratings.entry.tasks.entry_records_purge_task": {"queue": "default"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("POLYPHONY_TASK_SOFT_TIME_LIMIT", 1800, minimum=1)
@@ -262,9 +262,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "generation.tasks.requeue_stuck_images",
         "schedule": env.int("POLYPHONY_STUCK_CHECK_SECONDS", 30, minimum=1),
     },
-    # The rate limits' counts of windows that have passed (hashed addresses among them).
-    "purge-entry-windows": {
-        "task": "ratings.entry.tasks.entry_windows_purge_task",
+    # The rate limits' counts of windows that have passed (hashed addresses among them) and
+    # the sign-up links that have expired (with their emails).
+    "purge-entry-records": {
+        "task": "ratings.entry.tasks.entry_records_purge_task",
         "schedule": 600,
     },
 }

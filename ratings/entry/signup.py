@@ -1,30 +1,31 @@
-"""Services of sign-up by emailed link: the one mail a sign-up sends, and the signed link in it.
+"""Services of sign-up by emailed link: the one mail a sign-up sends, and the link in it.
 
 The sign-up page answers every address alike; only the mail tells its owner whether the
-address already has an account. The link holds the email and where to go next, signed and
-time-limited, so nothing is stored until the owner chooses a password.
+address already has an account. The link is an opaque token; what it stands for (the email and
+where to go next) is kept in PostgreSQL until it expires (ratings.SignUpRequest), and no
+account is made until the owner chooses a password.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 import smtplib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
-from django.core import signing
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import timezone
 
 from ratings.entry import selectors, services
+from ratings.models import SignUpRequest
 
 logger = logging.getLogger(__name__)
-
-SIGNUP_LINK_SALT = "polyphony.entry.signup-link"
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class SignUpLink:
 
 
 class SignUpLinkRefused(Exception):
-    """A sign-up link that was altered, or is older than POLYPHONY_SIGNUP_LINK_HOURS.
+    """A sign-up link never sent (or altered), or older than POLYPHONY_SIGNUP_LINK_HOURS.
 
     `link` is what an expired link held, so the page can offer to send a new one.
     """
@@ -51,29 +52,41 @@ class SignUpMailFailed(Exception):
     """The mail server could not take a sign-up mail."""
 
 
-def _link_from(data: object) -> SignUpLink:
-    if not isinstance(data, dict) or not isinstance(data.get("email"), str):
-        raise SignUpLinkRefused(expired=False)
-    next_url = data.get("next")
-    return SignUpLink(email=data["email"], next_url=next_url if isinstance(next_url, str) else "")
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def signup_link_make(*, email: str, next_url: str = "") -> str:
-    """Return a signed token holding the email and the page to go on to after sign-up."""
-    return signing.dumps({"email": email, "next": next_url}, salt=SIGNUP_LINK_SALT)
+    """Record a sign-up link for the email and the page to go on to; return its token.
+
+    The token is random and opaque: the link names no address. Only its SHA-256 is stored.
+    """
+    token = secrets.token_urlsafe(32)
+    SignUpRequest.objects.create(
+        token_digest=_token_digest(token),
+        email=email,
+        next_url=next_url[:500],
+        expires_at=timezone.now() + timedelta(hours=settings.POLYPHONY_SIGNUP_LINK_HOURS),
+    )
+    return token
 
 
 def signup_link_read(*, token: str) -> SignUpLink:
-    """Return what a sign-up token holds; raise SignUpLinkRefused if altered or expired."""
-    max_age = timedelta(hours=settings.POLYPHONY_SIGNUP_LINK_HOURS)
-    try:
-        return _link_from(signing.loads(token, salt=SIGNUP_LINK_SALT, max_age=max_age))
-    except signing.SignatureExpired as expired:
+    """Return what a sign-up link holds; raise SignUpLinkRefused if unknown or expired."""
+    request = SignUpRequest.objects.filter(token_digest=_token_digest(token)).first()
+    if request is None:
+        raise SignUpLinkRefused(expired=False)
+    link = SignUpLink(email=request.email, next_url=request.next_url)
+    if request.expires_at <= timezone.now():
         # Genuine but old: what it held is known, to send a new link to the same address.
-        link = _link_from(signing.loads(token, salt=SIGNUP_LINK_SALT))
-        raise SignUpLinkRefused(expired=True, link=link) from expired
-    except signing.BadSignature as altered:
-        raise SignUpLinkRefused(expired=False) from altered
+        raise SignUpLinkRefused(expired=True, link=link)
+    return link
+
+
+def signup_requests_purge(*, now: datetime | None = None) -> int:
+    """Delete the sign-up links that have expired; return how many went."""
+    deleted, _ = SignUpRequest.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    return deleted
 
 
 def _digest(value: str) -> str:
@@ -107,7 +120,7 @@ def signup_mail_send(*, email: str, next_url: str, site_url: str, address: str |
 
     A new address gets a link to finish signing up; an address with an account gets a note
     saying so, with links to sign in and to reset the password. Both ways look the address up
-    once, sign one token, render one mail and send it, so neither the page nor its time tells
+    once, record one link, render one mail and send it, so neither the page nor its time tells
     which. Past a limit per client address or per email address nothing is sent.
     """
     if not account_mail_allowed(email=email, address=address):

@@ -4,7 +4,7 @@
 refer to them as `ratings.models.…`.
 """
 
-from ratings.models.admission import EntryWindow
+from ratings.models.admission import EntryWindow, SignUpRequest
 from ratings.models.cohorts import Cohort, CohortQuerySet, validate_cohort_path
 from ratings.models.pairs import Assignment, AssignmentKind, Pair, PairCoverage, Side
 from ratings.models.raters import (
@@ -48,6 +48,7 @@ __all__ = [
     "Score",
     "ScoreRun",
     "Side",
+    "SignUpRequest",
     "StrengthScore",
     "Study",
     "StudyGrant",
