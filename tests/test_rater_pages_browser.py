@@ -410,3 +410,45 @@ def test_a_spanish_rater_on_a_phone_rates_a_translated_study(
         ]
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x900", "390x844"])
+def test_axe_finds_no_violation_on_the_sign_in_and_sign_up_pages(
+    browser, live_server, study, viewport, language
+):
+    # A rater invited by mail arrives signed out: sign-up, the mail's link, sign-in, reset.
+    from django.core import mail
+
+    phone = viewport["width"] < 600
+    context = browser.new_context(
+        viewport=viewport,
+        locale=language,
+        has_touch=phone,
+        is_mobile=phone,
+        extra_http_headers={"Accept-Language": language},
+    )
+    page = context.new_page()
+    try:
+        page.goto(f"{live_server.url}/accounts/signup/?next=/s/test-study/")
+        _axe(page, "sign-up")
+        page.locator("input[name=email]").fill("new-rater@example.org")
+        with page.expect_navigation():
+            page.locator("form.stack button[type=submit]").click()
+        page.wait_for_selector("h1")
+        _axe(page, "sign-up mail sent")
+        link = next(word for word in mail.outbox[-1].body.split() if "/accounts/signup/" in word)
+        page.goto(link)
+        page.wait_for_selector("input[name=password1]")
+        page.locator("button[type=submit].primary").click()  # empty: the errors shown
+        page.wait_for_selector(".error")
+        _axe(page, "choose a password, with errors")
+        for where, url in (
+            ("sign-in", "/accounts/login/"),
+            ("password reset", "/accounts/password_reset/"),
+            ("expired or altered link", "/accounts/signup/not-a-link/"),
+        ):
+            page.goto(f"{live_server.url}{url}")
+            _axe(page, where)
+    finally:
+        context.close()
