@@ -294,6 +294,22 @@ def test_superusers_read_every_study(scored):
     assert client.get(URL).status_code == 200
 
 
+def test_a_study_and_cohort_written_in_spanish_alone_show_by_their_spanish_names(
+    scored, researcher, study
+):
+    # Written in Spanish: no English name for the study or for its cohort India.
+    Study.objects.filter(pk=study.pk).update(
+        language="es", name="Estudio", name_en="", name_es="Estudio"
+    )
+    Cohort.objects.filter(path="india").update(name="", name_en="", name_es="la India")
+    study_create(name="Another study", slug="another-study")
+    admin = User.objects.create_superuser("ada", "ada@example.org", "x")
+    listing = _client(admin).get(reverse("ratings:study_list")).content.decode()
+    assert listing.index("Another study") < listing.index("Estudio")  # sorted by the name seen
+    page = _client(researcher).get(URL).content.decode()
+    assert "la India" in page
+
+
 # The page.
 
 

@@ -53,6 +53,7 @@ from ratings.results.selectors import (
     study_thresholds,
 )
 from ratings.results.statistics.labels import Dissent, Thresholds
+from ratings.texts import text_localized
 
 COMPLEMENTARY_NOTE = "hidden so that a smaller cohort's counts cannot be derived"
 
@@ -145,7 +146,18 @@ def _level_paths(universe: Iterable[str], focus: str | None) -> list[str]:
     return [focus, *children]
 
 
-def _score_values(run: ScoreRun) -> list[dict]:
+def cohort_names(*, paths: Iterable[str], study: Study) -> dict[str, str]:
+    """Return the cohorts' names as the study's pages show them: in the reader's language, else
+    the study's own, else the site's (ratings/texts.py), so a cohort named only in the study's
+    language is never shown blank."""
+    return {
+        cohort.path: text_localized(instance=cohort, field="name", study_language=study.language)
+        or cohort.path
+        for cohort in Cohort.objects.filter(path__in=set(paths))
+    }
+
+
+def score_values(run: ScoreRun) -> list[dict]:
     """Return the run's rows as values, each with its stored factions under "factions"."""
     factions = factions_by_score(run=run)
     rows = list(
@@ -176,7 +188,7 @@ def _dissent_text(dissent: Dissent | None) -> str:
     return f"dissent: {dissent.n_raters} raters ({dissent.share:.0%}) consistently lean to {side}"
 
 
-def _hidden_by_table(
+def hidden_by_table(
     rows: Iterable[dict], key_fields: tuple[str, ...], k: int
 ) -> dict[tuple, dict[str, str]]:
     """Apply `cohorts_hidden` to each table (rows sharing `key_fields`) separately."""
@@ -186,7 +198,7 @@ def _hidden_by_table(
     return {key: cohorts_hidden(counts, k=k) for key, counts in tables.items()}
 
 
-def _note(reason: str | None, k: int) -> str:
+def hidden_note(reason: str | None, k: int) -> str:
     if reason == "below k":
         return f"fewer than {k} raters"
     if reason == "complementary":
@@ -194,7 +206,7 @@ def _note(reason: str | None, k: int) -> str:
     return ""
 
 
-def _criterion_row(
+def criterion_row(
     score: dict, criterion: Criterion, cohort_name: str, reason: str | None, t: Thresholds
 ) -> CriterionRow:
     question = criterion.question_for(cohort_name)
@@ -202,7 +214,7 @@ def _criterion_row(
     label = row_label.label
     if reason is not None or label == "insufficient":
         # Below k, or hidden for a sibling's sake: no count, share or statistic derived from one.
-        note = _note(reason, t.k) if reason else "no answers but skips"
+        note = hidden_note(reason, t.k) if reason else "no answers but skips"
         return CriterionRow(
             key=criterion.key, question=question, label=label, shown=False, note=note
         )
@@ -285,7 +297,7 @@ def _sections(
         panels = []
         for va, vb in variant_pairs:
             rows = [
-                _criterion_row(
+                criterion_row(
                     own[(criterion.pk, va, vb)],
                     criterion,
                     name,
@@ -313,7 +325,7 @@ def _sections(
                 is_focus=path == focus,
                 has_children=path in parents,
                 shown=reason is None,
-                note=_note(reason, t.k),
+                note=hidden_note(reason, t.k),
                 n_raters=n_raters if reason is None else 0,
                 n_votes=n_votes if reason is None else 0,
                 panels=tuple(panels),
@@ -351,7 +363,7 @@ def _coherence(
             "ndfu",
         )
     )
-    hidden = _hidden_by_table(values, ("variant_a__name", "variant_b__name"), t.k)
+    hidden = hidden_by_table(values, ("variant_a__name", "variant_b__name"), t.k)
     order = {path: index for index, path in enumerate(level)}
     rows = []
     for value in sorted(
@@ -368,7 +380,7 @@ def _coherence(
             "variant_b": vb,
         }
         if reason is not None:
-            rows.append(CoherenceRow(**common, shown=False, note=_note(reason, t.k)))
+            rows.append(CoherenceRow(**common, shown=False, note=hidden_note(reason, t.k)))
             continue
         same, tie, other = value["same"], value["tie"], value["other"]
         total = same + tie + other
@@ -453,7 +465,7 @@ def dashboard_for_study(*, study: Study, cohort_path: str | None = None) -> Dash
     run = scores_latest(study=study)
     running = score_run_in_progress(study=study, after=run)
     criteria = tuple(study.criteria.order_by("position", "pk"))
-    scores = _score_values(run) if run else []
+    scores = score_values(run) if run else []
 
     study_paths = set(study.cohorts.values_list("path", flat=True))
     universe = {
@@ -463,14 +475,14 @@ def dashboard_for_study(*, study: Study, cohort_path: str | None = None) -> Dash
     }
     if cohort_path is not None and cohort_path not in universe:
         raise CohortNotInStudy(cohort_path)
-    names = dict(Cohort.objects.filter(path__in=universe).values_list("path", "name"))
+    names = cohort_names(paths=universe, study=study)
     level = _level_paths(universe, cohort_path)
     crumbs = tuple(
         Crumb(path=path, name=names[path])
         for path in (cohort_path_ancestors(cohort_path) if cohort_path else [])
     )
 
-    hidden = _hidden_by_table(
+    hidden = hidden_by_table(
         scores, ("criterion_id", "variant_a__name", "variant_b__name"), thresholds.k
     )
     strengths = (
@@ -512,10 +524,14 @@ def dashboard_for_study(*, study: Study, cohort_path: str | None = None) -> Dash
 
 
 def studies_with_latest_run(*, studies: QuerySet[Study]) -> list[StudyListRow]:
-    """Pair each study with its newest finished score run, in two queries however many runs."""
+    """Pair each study with its newest finished score run, in two queries however many runs;
+    sorted by name."""
     latest = ScoreRun.objects.filter(study=OuterRef("pk"), status=ScoreRun.Status.DONE).order_by(
         "-computed_at", "-pk"
     )
     rows = list(studies.annotate(latest_run_id=Subquery(latest.values("pk")[:1])))
+    # By the name the reader sees (their language's, else the study's own): a study written in
+    # another language than the site's sorts by its name, not by an empty column.
+    rows.sort(key=lambda study: (study.name.casefold(), study.slug))
     runs = ScoreRun.objects.in_bulk([study.latest_run_id for study in rows if study.latest_run_id])
     return [StudyListRow(study=study, run=runs.get(study.latest_run_id)) for study in rows]

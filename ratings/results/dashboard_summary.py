@@ -4,7 +4,7 @@ Every cohort the latest run scored, at every level of the hierarchy, one row per
 variant pair; the rows with a split come first, then those contested, then the rest, so where a
 cohort disagrees with itself is the first thing a researcher reads. The cohorts hidden by k
 (below it, or hidden for a smaller cohort's sake) collapse into one line that names them and
-shows nothing else. Labels come from the dashboard's own rows (`dashboard._criterion_row`), so
+shows nothing else. Labels come from the dashboard's own rows (`dashboard.criterion_row`), so
 the matrix and the panels below it never disagree.
 """
 
@@ -14,8 +14,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from ratings.models import Cohort, Criterion, ScoreRun, Study
-from ratings.results.dashboard import _criterion_row, _hidden_by_table, _note, _score_values
+from ratings.models import Criterion, ScoreRun, Study
+from ratings.results.dashboard import (
+    cohort_names,
+    criterion_row,
+    hidden_by_table,
+    hidden_note,
+    score_values,
+)
 from ratings.results.statistics.labels import Thresholds
 
 # Short column names for the default criteria; another criterion is headed by its key.
@@ -104,15 +110,11 @@ def summary_for_run(*, study: Study, run: ScoreRun | None, thresholds: Threshold
     )
     if run is None:
         return Summary(columns=columns, rows=(), hidden=(), several_variant_pairs=False)
-    scores = _score_values(run)
-    hidden = _hidden_by_table(
+    scores = score_values(run)
+    hidden = hidden_by_table(
         scores, ("criterion_id", "variant_a__name", "variant_b__name"), thresholds.k
     )
-    names = dict(
-        Cohort.objects.filter(path__in={row["cohort__path"] for row in scores}).values_list(
-            "path", "name"
-        )
-    )
+    names = cohort_names(paths={row["cohort__path"] for row in scores}, study=study)
     cells: dict[tuple[str, str, str], dict[int, dict]] = defaultdict(dict)
     for score in scores:
         key = (score["cohort__path"], score["variant_a__name"], score["variant_b__name"])
@@ -129,7 +131,7 @@ def summary_for_run(*, study: Study, run: ScoreRun | None, thresholds: Threshold
             hidden_paths.setdefault(path, next(iter(reasons.values())))
             continue
         labels = tuple(
-            _criterion_row(
+            criterion_row(
                 by_criterion[criterion.pk],
                 criterion,
                 names.get(path, path),
@@ -156,7 +158,9 @@ def summary_for_run(*, study: Study, run: ScoreRun | None, thresholds: Threshold
         columns=columns,
         rows=tuple(sorted(rows, key=_sort_key)),
         hidden=tuple(
-            HiddenCohort(path=path, name=names.get(path, path), note=_note(reason, thresholds.k))
+            HiddenCohort(
+                path=path, name=names.get(path, path), note=hidden_note(reason, thresholds.k)
+            )
             for path, reason in sorted(hidden_paths.items())
         ),
         several_variant_pairs=len({(row.variant_a, row.variant_b) for row in rows}) > 1,

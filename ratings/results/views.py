@@ -82,7 +82,7 @@ def _votes_csv_link(study: Study) -> str | None:
 @require_GET
 def study_list(request: HttpRequest) -> HttpResponse:
     """List the studies whose results the user may read, with their latest scores."""
-    studies = studies_for_researcher(user=request.user).order_by("name")
+    studies = studies_for_researcher(user=request.user)
     if not request.user.is_superuser and not studies.exists():
         raise PermissionDenied("Study results are for researchers granted a study.")
     return render(
