@@ -63,8 +63,10 @@ environment_defaults(
 SLUG = "bench-votes"
 ROOT_CULTURES = ("india", "korea", "nigeria", "brazil")
 SUB_CULTURES = ("india:tamil", "india:kerala")
-# The pair pool: pair k shows base image k // POOL and fine-tuned image k % POOL, so a million
-# pairs stay distinct with 2 x POOL image rows.
+# The pair pool: pair k shows base image k % POOL and fine-tuned image (k // POOL + k) % POOL,
+# so a million pairs stay distinct with 2 x POOL image rows, and an image recurs only every POOL
+# pairs: a rater is never served an image twice, so a block of pairs sharing one base image
+# (k // POOL, as before) would end a rater's work after one pair of each block.
 POOL = 1_100
 ASSIGNMENT_RE = re.compile(rb'name="assignment" value="([0-9a-f-]+)"')
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
@@ -396,8 +398,9 @@ def _pairs_load(study, batch, base, tuned, *, first: int, count: int, votes: tup
             INSERT INTO {Pair._meta.db_table} (study_id, prompt_id, seed, image_a_id,
                 image_b_id, variant_a_id, variant_b_id, is_attention_check, external_id,
                 created_at)
-            SELECT %s, prompts.id, seed, (%s::bigint[])[1 + (prompts.n * 4 + seed) / %s],
-                (%s::bigint[])[1 + (prompts.n * 4 + seed) %% %s], %s, %s, false, '', now()
+            SELECT %s, prompts.id, seed, (%s::bigint[])[1 + (prompts.n * 4 + seed) %% %s],
+                (%s::bigint[])[1 + ((prompts.n * 4 + seed) / %s + prompts.n * 4 + seed) %% %s],
+                %s, %s, false, '', now()
             FROM prompts CROSS JOIN generate_series(0, 3) seed
             WHERE prompts.n * 4 + seed < %s
             """,
@@ -411,6 +414,7 @@ def _pairs_load(study, batch, base, tuned, *, first: int, count: int, votes: tup
                 image_ids[base],
                 POOL,
                 image_ids[tuned],
+                POOL,
                 POOL,
                 base.pk,
                 tuned.pk,
