@@ -13,6 +13,8 @@ import choix
 import krippendorff
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ratings.results.statistics import heterogeneity
 from ratings.results.statistics.agreement import krippendorff_alpha_ordinal
@@ -30,7 +32,13 @@ from ratings.results.statistics.distribution import (
     share_b,
     share_b_ties_half,
 )
-from ratings.results.statistics.grasp import benjamini_hochberg, group_association, rater_agreement
+from ratings.results.statistics.grasp import (
+    AnswerCounts,
+    RaterAgreement,
+    benjamini_hochberg,
+    group_association,
+    rater_agreement,
+)
 from ratings.results.statistics.heterogeneity import (
     rater_heterogeneity,
     rater_heterogeneity_by_group,
@@ -394,12 +402,13 @@ def test_heterogeneity_by_group_matches_each_group_tested_alone():
         assert p == pytest.approx(alone[1], abs=0.04), group
 
 
-def test_group_association_by_hand():
+@pytest.mark.parametrize("form", ["pairs", "counts"])
+def test_group_association_by_hand(form):
     # Raters 0 and 1 (the group) agree on both items; the group is distinct from 2 and 3.
     raters = np.array([0, 1, 2, 3, 0, 1, 2, 3])
     items = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     codes = np.array([A, A, B, A, B, B, B, TIE], dtype=np.int8)
-    agreement = rater_agreement(raters, items, codes, n_raters=4)
+    agreement = rater_agreement(raters, items, codes, n_raters=4, form=form)
     groups = np.array([[True, True, False, False], [False, False, True, True]])
     group, others = group_association(
         agreement, groups, permutations=12000, rng=np.random.default_rng(5)
@@ -411,6 +420,59 @@ def test_group_association_by_hand():
     assert group.p == pytest.approx(1 / 6, abs=0.015)
     assert (others.cohesion_in, others.gai) == (0.0, 0.0)
     assert others.p == pytest.approx(1.0, abs=0.001)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_raters=st.integers(2, 12),
+    n_items=st.integers(1, 6),
+    n_votes=st.integers(1, 60),
+    seed=st.integers(0, 2**16),
+)
+def test_grasp_sums_from_counts_per_item_equal_those_from_rater_pairs(
+    n_raters, n_items, n_votes, seed
+):
+    # Any answers, a rater answering an item twice and skips included: the sums over pairs of
+    # raters equal the sums over items of the pairs of raters who answered them, for every
+    # group and for the first k raters of any order.
+    rng = np.random.default_rng(seed)
+    raters = rng.integers(0, n_raters, n_votes)
+    items = rng.integers(0, n_items, n_votes) * 7  # item ids need not be dense
+    codes = rng.choice([A, TIE, B, SKIP], n_votes).astype(np.int8)
+    pairs = rater_agreement(raters, items, codes, n_raters=n_raters, form="pairs")
+    counts = rater_agreement(raters, items, codes, n_raters=n_raters, form="counts")
+    for _ in range(4):
+        members = rng.random(n_raters) < 0.5
+        assert counts.sums(members) == pytest.approx(pairs.sums(members))
+    position = np.array([rng.permutation(n_raters) for _ in range(5)])
+    sizes = np.arange(1, n_raters + 1)
+    if pairs.size and counts.size:
+        for mine, theirs in zip(
+            counts.prefix_sums(position, sizes), pairs.prefix_sums(position, sizes), strict=True
+        ):
+            assert mine == pytest.approx(theirs)
+
+
+def test_grasp_counts_per_item_where_every_rater_answers_the_same_few_items():
+    # 3,000 raters on the same two items: 4.5 million pairs of raters, 6,000 answers.
+    raters = np.repeat(np.arange(3000), 2)
+    items = np.tile([0, 1], 3000)
+    # The first thousand choose a on both; the rest choose b on the first item, a on the second.
+    codes = np.where((raters < 1000) | (items == 1), A, B).astype(np.int8)
+    agreement = rater_agreement(raters, items, codes, n_raters=3000)
+    assert isinstance(agreement, AnswerCounts)
+    groups = np.zeros((2, 3000), dtype=bool)
+    groups[0, :1000] = True  # the third who chose a: cohesive, and apart from the rest
+    groups[1, ::3] = True  # a third drawn across both camps
+    planted, mixed = group_association(
+        agreement, groups, permutations=99, rng=np.random.default_rng(1)
+    )
+    assert (planted.cohesion_in, planted.cohesion_cross, planted.gai) == (1.0, 0.5, 2.0)
+    assert planted.p == pytest.approx(0.01)  # none of 99 permutations reaches it
+    assert mixed.gai == pytest.approx(1.0, abs=0.01) and mixed.p > 0.05
+    # A sparse study keeps the pairs: each item answered by three raters.
+    sparse = rater_agreement(np.arange(300), np.arange(300) // 3, np.full(300, A), n_raters=300)
+    assert isinstance(sparse, RaterAgreement)
 
 
 def test_benjamini_hochberg():

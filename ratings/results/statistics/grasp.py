@@ -11,6 +11,15 @@ import scipy.sparse as sp
 from ratings.results.statistics.codes import A, B
 from ratings.results.statistics.resampling import BATCH_ELEMENTS, TIE_TOLERANCE
 
+# Sums of GRASP over a group: same answers and common items, within it and across its edge.
+Sums = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+# Above this many rater pairs per answer, GRASP's sums come from counts per item instead of the
+# pairs (AnswerCounts): where every rater answers the same few items, the pairs grow with the
+# square of the raters (9,000 raters on one item: 40 million pairs, gigabytes), the counts
+# with the answers.
+PAIRS_PER_ANSWER_LIMIT = 4
+
 
 @dataclass(frozen=True)
 class RaterAgreement:
@@ -23,17 +32,163 @@ class RaterAgreement:
     same: np.ndarray
     common: np.ndarray
 
+    @property
+    def size(self) -> int:
+        """The length of the arrays one permutation reads."""
+        return len(self.first)
+
+    def sums(self, members: np.ndarray) -> tuple[float, float, float, float]:
+        inside = members[self.first] & members[self.second]
+        across = members[self.first] ^ members[self.second]
+        return (
+            self.same[inside].sum(),
+            self.common[inside].sum(),
+            self.same[across].sum(),
+            self.common[across].sum(),
+        )
+
+    def prefix_sums(self, position: np.ndarray, sizes: np.ndarray) -> Sums:
+        """The sums for the groups of the first k raters of each order, for each k in sizes.
+
+        `position` (orders x raters) gives each rater's place in each order. Edge sums per
+        prefix come from histograms of each pair's later (or earlier) position and a
+        cumulative sum.
+        """
+        count, n = position.shape
+        at_first, at_second = position[:, self.first], position[:, self.second]
+        offsets = (np.arange(count) * n)[:, None]
+        later = np.maximum(at_first, at_second) + offsets
+        earlier = np.minimum(at_first, at_second) + offsets
+
+        def prefix(where: np.ndarray, weights: np.ndarray) -> np.ndarray:
+            # Column k - 1: the weight of pairs whose position (later or earlier) is below k.
+            totals = np.bincount(
+                where.ravel(),
+                weights=np.broadcast_to(weights, where.shape).ravel(),
+                minlength=count * n,
+            )
+            return np.cumsum(totals.reshape(count, n), axis=1)[:, sizes - 1]
+
+        in_same, in_common = prefix(later, self.same), prefix(later, self.common)
+        cross_same = prefix(earlier, self.same) - in_same
+        cross_common = prefix(earlier, self.common) - in_common
+        return in_same, in_common, cross_same, cross_common
+
+
+@dataclass(frozen=True)
+class _KeyCounts:
+    """How many answers each rater gave under each key (an item, or an item and answer)."""
+
+    rater: np.ndarray  # one entry per (rater, key) with answers, sorted by key
+    key: np.ndarray
+    count: np.ndarray
+    key_total: np.ndarray  # per entry: every rater's answers under its key
+    before_key: np.ndarray  # per entry: the answers under all lower keys
+
+    @classmethod
+    def of(cls, raters: np.ndarray, keys: np.ndarray, n_raters: int) -> _KeyCounts:
+        combined, count = np.unique(keys.astype(np.int64) * n_raters + raters, return_counts=True)
+        key, rater = np.divmod(combined, n_raters)
+        count = count.astype(np.float64)
+        _, start, per_key = np.unique(key, return_index=True, return_counts=True)
+        totals = np.add.reduceat(count, start)
+        return cls(
+            rater=rater.astype(np.intp),
+            key=key,
+            count=count,
+            key_total=np.repeat(totals, per_key),
+            before_key=np.repeat(np.cumsum(totals) - totals, per_key),
+        )
+
+    def sums(self, members: np.ndarray) -> tuple[float, float]:
+        # Over pairs of raters r < s, sum c_r c_s per key: (n^2 - sum of c^2) / 2 within the
+        # group, n (N - n) across its edge, n the group's answers under the key and N all.
+        chosen = members[self.rater]
+        n_group = np.bincount(self.key[chosen], weights=self.count[chosen])
+        squares = np.bincount(self.key[chosen], weights=self.count[chosen] ** 2)
+        totals = np.bincount(self.key, weights=self.count)[: len(n_group)]
+        inside = ((n_group**2 - squares) / 2).sum()
+        return inside, (n_group * (totals - n_group)).sum()
+
+    def prefix_sums(self, position: np.ndarray, sizes: np.ndarray) -> tuple:
+        count, n = position.shape
+        at = position[:, self.rater]  # orders x entries
+        # Within each key, the entries in the order's order (the keys stay where they are:
+        # entries are sorted by key, and key * n + position sorts by key first).
+        order = np.argsort(self.key * n + at, axis=1, kind="stable")
+        ordered_count = self.count[order]
+        # The answers under the same key from raters earlier in the order.
+        earlier = np.cumsum(ordered_count, axis=1) - ordered_count - self.before_key
+        offsets = (np.arange(count) * n)[:, None]
+        where = np.take_along_axis(at, order, axis=1) + offsets
+
+        def prefix(weights: np.ndarray, where: np.ndarray = where) -> np.ndarray:
+            totals = np.bincount(where.ravel(), weights=weights.ravel(), minlength=count * n)
+            return np.cumsum(totals.reshape(count, n), axis=1)[:, sizes - 1]
+
+        # Within the first k: the pairs of entries under a key, each counted at its later one.
+        inside = prefix(earlier * ordered_count)
+        everyone = prefix(ordered_count * self.key_total[order])  # sum of n N over keys
+        squares = prefix(np.broadcast_to(ordered_count**2, where.shape))
+        return inside, everyone - 2 * inside - squares
+
+
+@dataclass(frozen=True)
+class AnswerCounts:
+    """GRASP's sums from each rater's answers counted per item and per item and answer, for
+    studies where rater pairs would far outnumber the answers (PAIRS_PER_ANSWER_LIMIT).
+
+    The same sums as RaterAgreement's: a sum over pairs of raters of their common items is a
+    sum over items of the pairs of raters who answered it.
+    """
+
+    n_raters: int
+    by_answer: _KeyCounts
+    by_item: _KeyCounts
+
+    @property
+    def size(self) -> int:
+        return len(self.by_answer.rater) + len(self.by_item.rater)
+
+    def sums(self, members: np.ndarray) -> tuple[float, float, float, float]:
+        same_in, same_cross = self.by_answer.sums(members)
+        common_in, common_cross = self.by_item.sums(members)
+        return same_in, common_in, same_cross, common_cross
+
+    def prefix_sums(self, position: np.ndarray, sizes: np.ndarray) -> Sums:
+        same_in, same_cross = self.by_answer.prefix_sums(position, sizes)
+        common_in, common_cross = self.by_item.prefix_sums(position, sizes)
+        return same_in, common_in, same_cross, common_cross
+
 
 def rater_agreement(
-    raters: np.ndarray, items: np.ndarray, codes: np.ndarray, *, n_raters: int
-) -> RaterAgreement:
-    """Return the agreement of every pair of raters (dense rater indices below n_raters)."""
+    raters: np.ndarray,
+    items: np.ndarray,
+    codes: np.ndarray,
+    *,
+    n_raters: int,
+    form: str = "auto",
+) -> RaterAgreement | AnswerCounts:
+    """Return what GRASP needs of the raters' answers (dense rater indices below n_raters).
+
+    The agreement of every pair of raters who answered an item in common, or, where those
+    pairs would outnumber the answers PAIRS_PER_ANSWER_LIMIT times (or `form` is "counts"),
+    the answers counted per item: both give the same sums.
+    """
     keep = (codes >= A) & (codes <= B)
     raters, items, codes = raters[keep], items[keep], codes[keep].astype(np.intp)
     if not len(raters):
         empty = np.zeros(0, dtype=np.intp)
         return RaterAgreement(n_raters, empty, empty, empty.astype(float), empty.astype(float))
     _, item_index = np.unique(items, return_inverse=True)
+    per_item = np.bincount(item_index).astype(np.float64)
+    pairs = (per_item * (per_item - 1) / 2).sum()
+    if form == "counts" or (form == "auto" and pairs > PAIRS_PER_ANSWER_LIMIT * len(raters)):
+        return AnswerCounts(
+            n_raters=n_raters,
+            by_answer=_KeyCounts.of(raters, item_index * 3 + codes + 1, n_raters),
+            by_item=_KeyCounts.of(raters, item_index, n_raters),
+        )
     n_items = int(item_index.max()) + 1
     ones = np.ones(len(raters), dtype=np.float64)
     rated = sp.csr_matrix((ones, (item_index, raters)), shape=(n_items, n_raters))
@@ -66,7 +221,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
 
 
 def group_association(
-    agreement: RaterAgreement,
+    agreement: RaterAgreement | AnswerCounts,
     groups: np.ndarray,
     *,
     permutations: int,
@@ -81,23 +236,19 @@ def group_association(
 
     The null permutes group labels across raters (answers fixed): each permutation orders the
     raters at random and takes the first |G| as the group, so one ordering serves every group
-    size at once. Edge sums per prefix come from histograms of each pair's later position and a
-    cumulative sum. The p-value is one-sided (GAI at least as high), with permuted GAIs that
-    are undefined counted as at least as high.
+    size at once (`prefix_sums`). The p-value is one-sided (GAI at least as high), with
+    permuted GAIs that are undefined counted as at least as high.
     """
     groups = np.asarray(groups, dtype=bool)
     n = agreement.n_raters
-    first, second = agreement.first, agreement.second
-    same, common = agreement.same, agreement.common
 
     results: list[GroupAssociation] = []
     sizes = groups.sum(axis=1)
     observed = np.full(len(groups), np.nan)
     for index, members in enumerate(groups):
-        inside = members[first] & members[second]
-        across = members[first] ^ members[second]
-        cohesion_in = _ratio(same[inside].sum(), common[inside].sum())
-        cohesion_cross = _ratio(same[across].sum(), common[across].sum())
+        same_in, common_in, same_cross, common_cross = agreement.sums(members)
+        cohesion_in = _ratio(same_in, common_in)
+        cohesion_cross = _ratio(same_cross, common_cross)
         gai = _ratio(cohesion_in, cohesion_cross)
         observed[index] = gai
         results.append(
@@ -109,38 +260,20 @@ def group_association(
             )
         )
     testable = np.isfinite(observed) & (sizes >= 2) & (sizes < n)
-    if not testable.any() or permutations < 1 or not len(first):
+    if not testable.any() or permutations < 1 or not agreement.size:
         return results
 
     tested_sizes = sizes[testable]
     thresholds = observed[testable] - TIE_TOLERANCE * np.maximum(np.abs(observed[testable]), 1)
     extreme = np.zeros(int(testable.sum()), dtype=np.int64)
-    batch = int(np.clip(BATCH_ELEMENTS // max(len(first), n, 1), 1, permutations))
+    batch = int(np.clip(BATCH_ELEMENTS // max(agreement.size, n, 1), 1, permutations))
     ranks = np.arange(n)
     for start in range(0, permutations, batch):
         count = min(batch, permutations - start)
         order = rng.permuted(np.broadcast_to(ranks, (count, n)), axis=1)
         position = np.empty_like(order)
         np.put_along_axis(position, order, np.broadcast_to(ranks, (count, n)), axis=1)
-        at_first, at_second = position[:, first], position[:, second]
-        later = np.maximum(at_first, at_second)
-        earlier = np.minimum(at_first, at_second)
-        offsets = (np.arange(count) * n)[:, None]
-        later += offsets
-        earlier += offsets
-
-        def prefix(where: np.ndarray, weights: np.ndarray, _count: int = count) -> np.ndarray:
-            # Column k - 1: the weight of pairs whose position (later or earlier) is below k.
-            totals = np.bincount(
-                where.ravel(),
-                weights=np.broadcast_to(weights, where.shape).ravel(),
-                minlength=_count * n,
-            )
-            return np.cumsum(totals.reshape(_count, n), axis=1)[:, tested_sizes - 1]
-
-        in_same, in_common = prefix(later, same), prefix(later, common)
-        cross_same = prefix(earlier, same) - in_same
-        cross_common = prefix(earlier, common) - in_common
+        in_same, in_common, cross_same, cross_common = agreement.prefix_sums(position, tested_sizes)
         permuted = _ratio(_ratio(in_same, in_common), _ratio(cross_same, cross_common))
         extreme += ((permuted >= thresholds) | ~np.isfinite(permuted)).sum(axis=0)
     p_values = (1 + extreme) / (1 + permutations)
