@@ -163,6 +163,13 @@ def synthetic_votes(
     with connection.cursor() as cursor:
         for statement in statements:
             cursor.execute(statement, params)
+        # As a bulk import does: the planner sees the rows before autovacuum would (inside a
+        # test's transaction, never), or it plans the export for empty tables, with nested
+        # loops over tens of thousands of rows.
+        cursor.execute(
+            "ANALYZE generation_prompt, generation_image, ratings_pair, ratings_rater, "
+            "ratings_participation, ratings_vote, ratings_answer"
+        )
 
 
 def imported_variants() -> tuple[ModelVariant, ModelVariant]:

@@ -23,7 +23,7 @@ from datetime import datetime
 from itertools import islice
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from generation.models import ModelVariant, Prompt, PromptBatch
@@ -109,9 +109,23 @@ def votes_import(
         if errors:
             raise VoteFileError(errors)
         result = writer.write(study_created=created)
+        if result.votes >= ANALYZE_AFTER_VOTES:
+            _tables_analyze()
     if result.votes or result.answers:
         _scores_mark_stale(study_id=study.pk)
     return result
+
+
+# A large import refreshes the planner's statistics itself: an export or a recompute right
+# after it would otherwise be planned for the tables as they were (perhaps empty), with nested
+# loops over every vote, until autovacuum analyzes them.
+ANALYZE_AFTER_VOTES = 1_000
+
+
+def _tables_analyze() -> None:
+    tables = [model._meta.db_table for model in (Rater, Participation, Pair, Vote, Answer)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {', '.join(tables)}")
 
 
 def _criterion_keys(study: Study | None) -> tuple[str, ...]:
