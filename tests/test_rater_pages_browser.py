@@ -27,18 +27,23 @@ PHONE = {"width": 390, "height": 844}
 WCAG_22_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
-def _context(chromium, live_server, user, viewport, language):
-    """A browser context for a signed-in rater, asking for `language`; a phone has touch."""
-    client = Client()
-    client.force_login(user)
+def _browser_context(chromium, viewport, language):
+    """A browser context asking for `language`; a phone has touch."""
     phone = viewport["width"] < 600
-    context = chromium.new_context(
+    return chromium.new_context(
         viewport=viewport,
         locale=language,
         has_touch=phone,
         is_mobile=phone,
         extra_http_headers={"Accept-Language": language},
     )
+
+
+def _context(chromium, live_server, user, viewport, language):
+    """A browser context for a signed-in rater, asking for `language`; a phone has touch."""
+    client = Client()
+    client.force_login(user)
+    context = _browser_context(chromium, viewport, language)
     context.add_cookies(
         [
             {
@@ -420,14 +425,7 @@ def test_axe_finds_no_violation_on_the_sign_in_and_sign_up_pages(
     # A rater invited by mail arrives signed out: sign-up, the mail's link, sign-in, reset.
     from django.core import mail
 
-    phone = viewport["width"] < 600
-    context = browser.new_context(
-        viewport=viewport,
-        locale=language,
-        has_touch=phone,
-        is_mobile=phone,
-        extra_http_headers={"Accept-Language": language},
-    )
+    context = _browser_context(browser, viewport, language)
     page = context.new_page()
     try:
         page.goto(f"{live_server.url}/accounts/signup/?next=/s/test-study/")
