@@ -238,11 +238,7 @@ def batch_retry_failed(*, batch: PromptBatch) -> int:
             PromptBatch.objects.filter(pk=locked.pk).update(
                 status=PromptBatch.Status.QUEUED, finished_at=None
             )
-        seeds_by_prompt: dict[int, set[int]] = {}
-        for _, prompt_id, seed in failed:
-            seeds_by_prompt.setdefault(prompt_id, set()).add(seed)
-        for prompt in Prompt.objects.filter(pk__in=seeds_by_prompt):
-            render_tasks_enqueue(prompt=prompt, seeds=sorted(seeds_by_prompt[prompt.pk]))
+        _renders_enqueue(images=[(prompt_id, seed) for _, prompt_id, seed in failed])
     batch.refresh_from_db(fields=["status", "finished_at"])
     logger.info("Queued %d failed images of batch %s again", retried, batch.pk)
     return retried
@@ -260,13 +256,22 @@ def batch_resend(*, batch: PromptBatch) -> int:
         locked = PromptBatch.objects.select_for_update().get(pk=batch.pk)
         if locked.status == PromptBatch.Status.CANCELLED:
             raise BatchRefused(f"Batch {locked.pk} was cancelled; nothing was sent.")
-        queued = Image.objects.filter(prompt__batch_id=locked.pk, status=Image.Status.QUEUED)
-        seeds_by_prompt: dict[int, set[int]] = {}
-        sent = 0
-        for prompt_id, seed in queued.values_list("prompt_id", "seed"):
-            seeds_by_prompt.setdefault(prompt_id, set()).add(seed)
-            sent += 1
-        for prompt in Prompt.objects.filter(pk__in=seeds_by_prompt):
-            render_tasks_enqueue(prompt=prompt, seeds=sorted(seeds_by_prompt[prompt.pk]))
+        queued = list(
+            Image.objects.filter(
+                prompt__batch_id=locked.pk, status=Image.Status.QUEUED
+            ).values_list("prompt_id", "seed")
+        )
+        _renders_enqueue(images=queued)
+    sent = len(queued)
     logger.info("Sent the %d queued images of batch %s to the render queue again", sent, batch.pk)
     return sent
+
+
+def _renders_enqueue(*, images: Sequence[tuple[int, int]]) -> None:
+    """Enqueue renders, on commit, for images given as (prompt id, seed): a prompt's seeds go
+    together, in chunks (render_tasks_enqueue)."""
+    seeds_by_prompt: dict[int, set[int]] = {}
+    for prompt_id, seed in images:
+        seeds_by_prompt.setdefault(prompt_id, set()).add(seed)
+    for prompt in Prompt.objects.filter(pk__in=seeds_by_prompt):
+        render_tasks_enqueue(prompt=prompt, seeds=sorted(seeds_by_prompt[prompt.pk]))
