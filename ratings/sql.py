@@ -33,11 +33,6 @@ from ratings.models import (
 from ratings.texts import language_active, text_language_codes
 
 
-def sql_language() -> str:
-    """Return the active language as a code of settings.LANGUAGES (the default if another)."""
-    return language_active()
-
-
 def localized(column: str, language: str | None = None, *, study_language: str = "") -> str:
     """Return an expression for a translated column (`alias.field`) in the active language.
 
@@ -47,7 +42,7 @@ def localized(column: str, language: str | None = None, *, study_language: str =
     first written (ratings/texts.py). The languages are part of the SQL text: a statement is
     prepared per connection and per rater language.
     """
-    language = language or sql_language()
+    language = language or language_active()
     columns = text_language_codes()  # a language without text columns reads the study's
     parts = [f"NULLIF({column}_{language}, '')"] if language in columns else []
     others = [code for code in columns if code != language]

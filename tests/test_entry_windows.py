@@ -14,15 +14,15 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from ratings.entry.services import _window_count, entry_windows_purge
+from ratings.entry.services import entry_window_count, entry_windows_purge
 from ratings.models import EntryWindow
 
 ROOT = Path(__file__).resolve().parent.parent
 COUNTER = """
 import django
 django.setup()
-from ratings.entry.services import _window_count
-print(" ".join(str(_window_count("test:processes", 3600)) for _ in range(10)))
+from ratings.entry.services import entry_window_count
+print(" ".join(str(entry_window_count("test:processes", 3600)) for _ in range(10)))
 """
 
 
@@ -43,7 +43,7 @@ def test_separate_processes_count_together():
     ]
     assert all(process.returncode == 0 for process in processes)
     assert sorted(seen) == list(range(1, 31))
-    assert _window_count("test:processes", 3600) == 31
+    assert entry_window_count("test:processes", 3600) == 31
 
 
 @pytest.mark.django_db(transaction=True)
@@ -58,7 +58,7 @@ def test_counts_from_many_connections_at_once_add_up_without_loss():
         try:
             barrier.wait()
             for _ in range(per_thread):
-                value = _window_count("test:burst", 3600)
+                value = entry_window_count("test:burst", 3600)
                 with lock:
                     seen.append(value)
         finally:
@@ -76,10 +76,10 @@ def test_counts_from_many_connections_at_once_add_up_without_loss():
 
 @pytest.mark.django_db
 def test_keys_and_windows_count_apart():
-    assert [_window_count("test:a", 3600) for _ in range(3)] == [1, 2, 3]
-    assert _window_count("test:b", 3600) == 1
+    assert [entry_window_count("test:a", 3600) for _ in range(3)] == [1, 2, 3]
+    assert entry_window_count("test:b", 3600) == 1
     # Another window length is another window.
-    assert _window_count("test:a", 60) == 1
+    assert entry_window_count("test:a", 60) == 1
     window = EntryWindow.objects.get(key="test:a", count=3)
     assert window.window_start.timestamp() % 3600 == 0
     assert window.expires_at - window.window_start == timedelta(hours=1)
@@ -87,7 +87,7 @@ def test_keys_and_windows_count_apart():
 
 @pytest.mark.django_db
 def test_purge_deletes_only_the_windows_that_have_passed():
-    _window_count("test:now", 60)
+    entry_window_count("test:now", 60)
     now = timezone.now()
     EntryWindow.objects.create(
         key="test:old", window_start=now - timedelta(hours=2), expires_at=now - timedelta(hours=1)

@@ -24,8 +24,8 @@ from ratings.sql import (
     sql_fetchone,
     sql_json_array,
     sql_json_rows,
-    sql_language,
 )
+from ratings.texts import language_active
 
 # The rating page and the vote read everything they need about one rater in one study in one
 # statement (RatingState): the study's rules, criteria and cohorts, the user row the session is
@@ -350,7 +350,7 @@ def rating_state(
     reservations with their prompts and images.
     """
     study_by, key = ("slug", study_slug) if study_id is None else ("id", study_id)
-    sql_key = (study_by, sql_language())  # the texts are read in the rater's language
+    sql_key = (study_by, language_active())  # the texts are read in the rater's language
     sql = _STATE_SQL.get(sql_key)
     if sql is None:
         sql = _STATE_SQL[sql_key] = _state_sql(study_by)

@@ -161,7 +161,7 @@ def panel_link_check(*, study: Study, panel_id: str, panel_study_id: str) -> Non
         )
 
 
-def _window_count(key: str, seconds: int) -> int:
+def entry_window_count(key: str, seconds: int) -> int:
     """Count one more event under `key` in the current window of `seconds`; return the count.
 
     One atomic upsert in PostgreSQL: every process and server counts together, and two
@@ -185,6 +185,12 @@ def _window_count(key: str, seconds: int) -> int:
         return cursor.fetchone()[0]
 
 
+def entry_key_digest(value: str) -> str:
+    """A keyed hash of a client address or an email: what the entry counts keep, never the
+    value itself."""
+    return hashlib.sha256(f"{settings.SECRET_KEY}:{value}".encode()).hexdigest()[:32]
+
+
 def entry_windows_purge(*, now: datetime | None = None) -> int:
     """Delete the counts of windows that have passed; return how many rows went."""
     deleted, _ = EntryWindow.objects.filter(expires_at__lte=now or timezone.now()).delete()
@@ -201,12 +207,12 @@ def panel_rater_rate_check(*, study: Study, panel_id: str, address: str | None) 
         return
     per_address = settings.POLYPHONY_PANEL_NEW_RATERS_PER_ADDRESS_PER_HOUR
     per_study = settings.POLYPHONY_PANEL_NEW_RATERS_PER_STUDY_PER_MINUTE
-    digest = hashlib.sha256(f"{settings.SECRET_KEY}:{address}".encode()).hexdigest()[:32]
-    if per_address and _window_count(f"address:{digest}", 3600) > per_address:
+    digest = entry_key_digest(str(address))
+    if per_address and entry_window_count(f"address:{digest}", 3600) > per_address:
         raise EntryRefused(
             gettext("Too many new participants from your network. Try again later."), status=429
         )
-    if per_study and _window_count(f"study:{study.pk}", 60) > per_study:
+    if per_study and entry_window_count(f"study:{study.pk}", 60) > per_study:
         raise EntryRefused(
             gettext("Many people are joining right now. Try again in a minute."), status=429
         )

@@ -89,11 +89,6 @@ def signup_requests_purge(*, now: datetime | None = None) -> int:
     return deleted
 
 
-def _digest(value: str) -> str:
-    # Addresses are kept only as keyed hashes in the counts, for the window.
-    return hashlib.sha256(f"{settings.SECRET_KEY}:{value}".encode()).hexdigest()[:32]
-
-
 def account_mail_allowed(*, email: str, address: str | None) -> bool:
     """Count one more account mail (sign-up or password reset) from the client address to the
     email address; tell whether it is within the hourly limits. A refusal is logged.
@@ -101,14 +96,20 @@ def account_mail_allowed(*, email: str, address: str | None) -> bool:
     per_address = settings.POLYPHONY_SIGNUP_MAILS_PER_ADDRESS_PER_HOUR
     per_email = settings.POLYPHONY_SIGNUP_MAILS_PER_EMAIL_PER_HOUR
     if per_address and (
-        services._window_count(f"signup-address:{_digest(str(address))}", 3600) > per_address
+        services.entry_window_count(
+            f"signup-address:{services.entry_key_digest(str(address))}", 3600
+        )
+        > per_address
     ):
         logger.warning(
             "Account mail not sent: over %d this hour from one client address", per_address
         )
         return False
     if per_email and (
-        services._window_count(f"signup-email:{_digest(email.lower())}", 3600) > per_email
+        services.entry_window_count(
+            f"signup-email:{services.entry_key_digest(email.lower())}", 3600
+        )
+        > per_email
     ):
         logger.warning("Account mail not sent: over %d this hour to one email address", per_email)
         return False
