@@ -82,22 +82,18 @@ class _KeyCounts:
     rater: np.ndarray  # one entry per (rater, key) with answers, sorted by key
     key: np.ndarray
     count: np.ndarray
-    key_total: np.ndarray  # per entry: every rater's answers under its key
-    before_key: np.ndarray  # per entry: the answers under all lower keys
+    totals: np.ndarray  # per key (indexed by key): every rater's answers under it
 
     @classmethod
     def of(cls, raters: np.ndarray, keys: np.ndarray, n_raters: int) -> _KeyCounts:
         combined, count = np.unique(keys.astype(np.int64) * n_raters + raters, return_counts=True)
         key, rater = np.divmod(combined, n_raters)
         count = count.astype(np.float64)
-        _, start, per_key = np.unique(key, return_index=True, return_counts=True)
-        totals = np.add.reduceat(count, start)
         return cls(
             rater=rater.astype(np.intp),
             key=key,
             count=count,
-            key_total=np.repeat(totals, per_key),
-            before_key=np.repeat(np.cumsum(totals) - totals, per_key),
+            totals=np.bincount(key, weights=count),
         )
 
     def sums(self, members: np.ndarray) -> tuple[float, float]:
@@ -106,9 +102,8 @@ class _KeyCounts:
         chosen = members[self.rater]
         n_group = np.bincount(self.key[chosen], weights=self.count[chosen])
         squares = np.bincount(self.key[chosen], weights=self.count[chosen] ** 2)
-        totals = np.bincount(self.key, weights=self.count)[: len(n_group)]
         inside = ((n_group**2 - squares) / 2).sum()
-        return inside, (n_group * (totals - n_group)).sum()
+        return inside, (n_group * (self.totals[: len(n_group)] - n_group)).sum()
 
     def prefix_sums(self, position: np.ndarray, sizes: np.ndarray) -> tuple:
         count, n = position.shape
@@ -117,8 +112,10 @@ class _KeyCounts:
         # entries are sorted by key, and key * n + position sorts by key first).
         order = np.argsort(self.key * n + at, axis=1, kind="stable")
         ordered_count = self.count[order]
-        # The answers under the same key from raters earlier in the order.
-        earlier = np.cumsum(ordered_count, axis=1) - ordered_count - self.before_key
+        # So each ordered entry's key is the entry's own at that place: per-key values need no
+        # reordering. The answers under the same key from raters earlier in the order:
+        before_key = (np.cumsum(self.totals) - self.totals)[self.key]
+        earlier = np.cumsum(ordered_count, axis=1) - ordered_count - before_key
         offsets = (np.arange(count) * n)[:, None]
         where = np.take_along_axis(at, order, axis=1) + offsets
 
@@ -128,7 +125,7 @@ class _KeyCounts:
 
         # Within the first k: the pairs of entries under a key, each counted at its later one.
         inside = prefix(earlier * ordered_count)
-        everyone = prefix(ordered_count * self.key_total[order])  # sum of n N over keys
+        everyone = prefix(ordered_count * self.totals[self.key])  # sum of n N over keys
         squares = prefix(np.broadcast_to(ordered_count**2, where.shape))
         return inside, everyone - 2 * inside - squares
 
