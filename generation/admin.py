@@ -169,12 +169,7 @@ class PromptBatchAdmin(admin.ModelAdmin):
         description="Retry the failed images of the selected batches", permissions=["change"]
     )
     def retry_failed_images(self, request, queryset) -> None:
-        retried = 0
-        for batch in queryset:
-            try:
-                retried += services.batch_retry_failed(batch=batch)
-            except services.BatchRefused as refusal:
-                self.message_user(request, str(refusal), messages.WARNING)
+        retried = self._each_batch(request, queryset, services.batch_retry_failed)
         self.message_user(
             request, f"Queued {retried} failed image{pluralize(retried)} again.", messages.SUCCESS
         )
@@ -184,15 +179,20 @@ class PromptBatchAdmin(admin.ModelAdmin):
         permissions=["change"],
     )
     def resend_queued_images(self, request, queryset) -> None:
-        sent = 0
-        for batch in queryset:
-            try:
-                sent += services.batch_resend(batch=batch)
-            except services.BatchRefused as refusal:
-                self.message_user(request, str(refusal), messages.WARNING)
+        sent = self._each_batch(request, queryset, services.batch_resend)
         self.message_user(
             request, f"Sent {sent} queued image{pluralize(sent)} again.", messages.SUCCESS
         )
+
+    def _each_batch(self, request, queryset, service) -> int:
+        """Call a batch service on each selected batch; say each refusal; return the total."""
+        total = 0
+        for batch in queryset:
+            try:
+                total += service(batch=batch)
+            except services.BatchRefused as refusal:
+                self.message_user(request, str(refusal), messages.WARNING)
+        return total
 
 
 @admin.register(Image)

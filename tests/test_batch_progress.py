@@ -349,3 +349,30 @@ def test_the_admin_shows_a_batch_with_its_progress_link_and_cancels_by_action(
 
     assert "Cancelled 5 queued images." in _messages(response)
     assert _statuses(batch) == {"done": 3, "cancelled": 5}
+
+
+def test_the_admin_retries_failed_images_and_resends_queued_ones_by_action_and_says_refusals(
+    admin_client, study, variants, django_capture_on_commit_callbacks
+):
+    batch = _batch(study, variants, prompts=1)  # 4 images
+    _set(_images(batch)[:1], Image.Status.FAILED, error="out of memory")
+    stopped = _batch(study, variants, prompts=1)
+    batch_cancel(batch=stopped)
+
+    def act(action: str):
+        with django_capture_on_commit_callbacks(execute=False) as sent:
+            response = admin_client.post(
+                "/admin/generation/promptbatch/",
+                {"action": action, "_selected_action": [batch.pk, stopped.pk]},
+                follow=True,
+            )
+        return _messages(response), sent
+
+    said, sent = act("retry_failed_images")
+    assert "Queued 1 failed image again." in said
+    assert f"Batch {stopped.pk} was cancelled" in said
+    assert len(sent) == 1 and _statuses(batch) == {"queued": 4}
+    said, sent = act("resend_queued_images")
+    assert "Sent 4 queued images again." in said
+    assert f"Batch {stopped.pk} was cancelled; nothing was sent." in said
+    assert len(sent) == 1  # one task for the prompt's two seeds
